@@ -1,0 +1,466 @@
+package amqptransport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/celerity-go/celerity/transports"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// generation identifies one AMQP channel of a consumer. Deliveries carry
+// it as Token; settling is only possible while it is still current.
+type generation struct {
+	n  uint64
+	ch *amqp.Channel
+	// floor: every delivery tag <= floor is settled; settled holds the
+	// settled tags above floor. Used to ack contiguous runs with
+	// multiple=true. Guarded by consumer.mu.
+	floor   uint64
+	settled map[uint64]struct{}
+}
+
+type inbound struct {
+	d     amqp.Delivery
+	gen   *generation
+	queue string
+}
+
+// consumer implements transports.Consumer on one AMQP channel, recreated
+// after a channel or connection loss.
+type consumer struct {
+	t      *Transport
+	queues []string
+	global bool
+
+	mu       sync.Mutex
+	gen      *generation // nil while (re)subscribing
+	prefetch int
+
+	in     chan inbound
+	done   chan struct{}
+	once   sync.Once
+	wg     sync.WaitGroup
+	subErr chan error // first subscription result, then nil
+}
+
+var _ transports.Consumer = (*consumer)(nil)
+
+// Consume opens a channel, sets basic.qos (prefetch, global=true unless a
+// consumed queue was declared as a quorum queue) and starts basic.consume
+// with manual acks on every queue. It returns once the first subscription
+// succeeded; later channel or connection losses are recovered in the
+// background.
+func (t *Transport) Consume(ctx context.Context, queues []string, prefetch int) (transports.Consumer, error) {
+	if len(queues) == 0 {
+		return nil, errors.New("amqp: no queues to consume")
+	}
+	select {
+	case <-t.closed:
+		return nil, transports.ErrClosed
+	default:
+	}
+	global := true
+	for _, q := range queues {
+		if d, ok := t.declaredQueue(q); ok {
+			if qt, _ := d.Arguments["x-queue-type"].(string); qt == "quorum" {
+				global = false
+			}
+		}
+	}
+	buf := max(prefetch, 64)
+	c := &consumer{
+		t:        t,
+		queues:   slices.Clone(queues),
+		global:   global,
+		prefetch: prefetch,
+		in:       make(chan inbound, buf),
+		done:     make(chan struct{}),
+		subErr:   make(chan error, 1),
+	}
+	t.mu.Lock()
+	t.consumers[c] = struct{}{}
+	t.mu.Unlock()
+	c.wg.Add(1)
+	go c.run()
+	select {
+	case err := <-c.subErr:
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	case <-ctx.Done():
+		c.Close()
+		return nil, ctx.Err()
+	}
+}
+
+// run subscribes, forwards deliveries until the channel dies, and
+// resubscribes, until the consumer is closed.
+func (c *consumer) run() {
+	defer c.wg.Done()
+	first := true
+	delay := c.t.opts.ReconnectMin
+	var n uint64
+	for {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-c.done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		conn, err := c.t.connection(ctx)
+		cancel()
+		if err != nil {
+			c.report(&first, err)
+			return // closed
+		}
+		n++
+		ch, dcs, err := c.subscribe(conn)
+		if err != nil {
+			if first && !conn.IsClosed() {
+				// A definite error (missing queue, ...) on the first
+				// subscription goes to the caller.
+				c.report(&first, err)
+				return
+			}
+			c.t.log.Error("Cannot consume, retrying", "queues", c.queues, "error", err)
+			select {
+			case <-c.done:
+				return
+			case <-time.After(delay):
+			}
+			delay = min(delay*2, c.t.opts.ReconnectMax)
+			continue
+		}
+		delay = c.t.opts.ReconnectMin
+		g := &generation{n: n, ch: ch, settled: map[uint64]struct{}{}}
+		c.mu.Lock()
+		c.gen = g
+		c.mu.Unlock()
+		if !first {
+			c.t.log.Info("Consumer resubscribed", "queues", c.queues, "generation", n)
+		}
+		c.report(&first, nil)
+
+		c.forward(g, dcs)
+
+		c.mu.Lock()
+		if c.gen == g {
+			c.gen = nil
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.done:
+			ch.Close()
+			return
+		default:
+		}
+		ch.Close() // a cancelled consumer leaves the channel open
+		c.t.log.Warn("Consumer channel lost, resubscribing", "queues", c.queues)
+	}
+}
+
+func (c *consumer) report(first *bool, err error) {
+	if *first {
+		*first = false
+		c.subErr <- err
+	}
+}
+
+// subscribe opens a channel, re-declares the consumed queues this
+// transport declared (they may be gone after a broker restart), sets QoS
+// and starts consuming.
+func (c *consumer) subscribe(conn *amqp.Connection) (*amqp.Channel, []<-chan amqp.Delivery, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (*amqp.Channel, []<-chan amqp.Delivery, error) {
+		ch.Close()
+		return nil, nil, err
+	}
+	c.mu.Lock()
+	prefetch := c.prefetch
+	c.mu.Unlock()
+	if err := ch.Qos(prefetch, 0, c.global); err != nil {
+		return fail(fmt.Errorf("amqp: basic.qos: %w", err))
+	}
+	dcs := make([]<-chan amqp.Delivery, len(c.queues))
+	for i, q := range c.queues {
+		dc, err := ch.Consume(q, "", false, false, false, false, nil)
+		if err != nil {
+			return fail(fmt.Errorf("amqp: consume %q: %w", q, err))
+		}
+		dcs[i] = dc
+	}
+	return ch, dcs, nil
+}
+
+// forward copies deliveries of one channel generation into c.in until any
+// of the delivery channels closes (channel loss or server-side cancel) or
+// the consumer is closed.
+func (c *consumer) forward(g *generation, dcs []<-chan amqp.Delivery) {
+	stop := make(chan struct{})
+	var once sync.Once
+	var wg sync.WaitGroup
+	for i, dc := range dcs {
+		wg.Add(1)
+		go func(q string, dc <-chan amqp.Delivery) {
+			defer wg.Done()
+			defer once.Do(func() { close(stop) })
+			for {
+				select {
+				case d, ok := <-dc:
+					if !ok {
+						return
+					}
+					select {
+					case c.in <- inbound{d: d, gen: g, queue: q}:
+					case <-c.done:
+						return
+					case <-stop:
+						return
+					}
+				case <-c.done:
+					return
+				case <-stop:
+					return
+				}
+			}
+		}(c.queues[i], dc)
+	}
+	<-stop
+	// Let the siblings notice; if the channel is still open (server cancel
+	// of one queue), closing it ends the others.
+	g.ch.Close()
+	wg.Wait()
+}
+
+// current returns the live generation, or nil.
+func (c *consumer) current() *generation {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+// Fetch blocks until one delivery is available (or ctx is done, or the
+// consumer is closed), then adds what is immediately available up to max.
+// Deliveries buffered from a channel that has since died are dropped here:
+// the broker requeued them and delivers them again.
+func (c *consumer) Fetch(ctx context.Context, max int) ([]*transports.Delivery, error) {
+	if max < 1 {
+		max = 1
+	}
+	var out []*transports.Delivery
+	for len(out) == 0 {
+		select {
+		case in := <-c.in:
+			if d := c.accept(in); d != nil {
+				out = make([]*transports.Delivery, 0, min(max, 1+len(c.in)))
+				out = append(out, d)
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.done:
+			return nil, transports.ErrClosed
+		}
+	}
+	for len(out) < max {
+		select {
+		case in := <-c.in:
+			if d := c.accept(in); d != nil {
+				out = append(out, d)
+			}
+		default:
+			return out, nil
+		}
+	}
+	return out, nil
+}
+
+func (c *consumer) accept(in inbound) *transports.Delivery {
+	if c.current() != in.gen {
+		return nil
+	}
+	return &transports.Delivery{
+		Message:     MessageFromDelivery(&in.d),
+		Queue:       in.queue,
+		Redelivered: in.d.Redelivered,
+		Tag:         strconv.FormatUint(in.d.DeliveryTag, 10),
+		Token:       in.gen,
+	}
+}
+
+// settleable splits ds into the tags that belong to the live generation
+// and an error describing the stale ones. Called with c.mu held.
+func (c *consumer) settleable(ds []*transports.Delivery) (*generation, []uint64, error) {
+	g := c.gen
+	tags := make([]uint64, 0, len(ds))
+	stale := 0
+	var bad error
+	for _, d := range ds {
+		dg, _ := d.Token.(*generation)
+		if dg == nil {
+			bad = errors.Join(bad, fmt.Errorf("amqp: delivery %q was not produced by this transport", d.Tag))
+			continue
+		}
+		if dg != g || g == nil {
+			stale++
+			continue
+		}
+		tag, err := strconv.ParseUint(d.Tag, 10, 64)
+		if err != nil {
+			bad = errors.Join(bad, fmt.Errorf("amqp: bad delivery tag %q", d.Tag))
+			continue
+		}
+		tags = append(tags, tag)
+	}
+	if stale > 0 {
+		c.t.log.Warn("Dropping settlement of deliveries from a closed channel; the broker redelivers them", "count", stale)
+		bad = errors.Join(bad, fmt.Errorf("%w (%d deliveries)", ErrStaleDelivery, stale))
+	}
+	return g, tags, bad
+}
+
+// markSettled records tags as settled and advances the floor.
+func (g *generation) markSettled(tags []uint64) {
+	for _, t := range tags {
+		if t > g.floor {
+			g.settled[t] = struct{}{}
+		}
+	}
+	for {
+		if _, ok := g.settled[g.floor+1]; !ok {
+			return
+		}
+		delete(g.settled, g.floor+1)
+		g.floor++
+	}
+}
+
+// Ack acknowledges deliveries. When the tags (with everything settled
+// before) cover a contiguous run from the oldest unsettled tag, that run
+// is acked with one basic.ack multiple=true; the rest are acked one by
+// one. Deliveries from a closed channel are not acked and reported with
+// ErrStaleDelivery.
+func (c *consumer) Ack(ctx context.Context, ds ...*transports.Delivery) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, tags, bad := c.settleable(ds)
+	if len(tags) == 0 {
+		return bad
+	}
+	slices.Sort(tags)
+	tags = slices.Compact(tags)
+	// Longest prefix of tags that, with settled ones, is contiguous from
+	// floor+1.
+	next := g.floor + 1
+	i := 0
+	for i < len(tags) {
+		if tags[i] == next {
+			i++
+			next++
+			continue
+		}
+		if _, ok := g.settled[next]; ok && next < tags[i] {
+			next++
+			continue
+		}
+		break
+	}
+	var err error
+	if i > 1 {
+		err = g.ch.Ack(tags[i-1], true)
+	} else {
+		i = 0
+	}
+	for _, tag := range tags[i:] {
+		if err != nil {
+			break
+		}
+		err = g.ch.Ack(tag, false)
+	}
+	if err != nil {
+		return errors.Join(bad, fmt.Errorf("amqp: ack: %w", err))
+	}
+	g.markSettled(tags)
+	return bad
+}
+
+// Reject settles d with basic.reject; requeue=true hands it back to the
+// broker, otherwise it is dropped or dead-lettered.
+func (c *consumer) Reject(ctx context.Context, d *transports.Delivery, requeue bool) error {
+	return c.reject([]*transports.Delivery{d}, requeue)
+}
+
+// Restore hands deliveries back with basic.reject(requeue=true); the broker
+// redelivers them marked redelivered.
+func (c *consumer) Restore(ctx context.Context, ds ...*transports.Delivery) error {
+	return c.reject(ds, true)
+}
+
+func (c *consumer) reject(ds []*transports.Delivery, requeue bool) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, tags, bad := c.settleable(ds)
+	for i, tag := range tags {
+		if err := g.ch.Reject(tag, requeue); err != nil {
+			g.markSettled(tags[:i])
+			return errors.Join(bad, fmt.Errorf("amqp: reject: %w", err))
+		}
+	}
+	if len(tags) > 0 {
+		g.markSettled(tags)
+	}
+	return bad
+}
+
+// SetPrefetch changes the prefetch count with basic.qos (same global flag
+// as at subscription); it is remembered for resubscriptions.
+func (c *consumer) SetPrefetch(n int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.prefetch = n
+	if c.gen == nil {
+		return nil
+	}
+	if err := c.gen.ch.Qos(n, 0, c.global); err != nil {
+		return fmt.Errorf("amqp: basic.qos: %w", err)
+	}
+	return nil
+}
+
+// Close cancels the subscription by closing the channel; unsettled
+// deliveries return to their queues.
+func (c *consumer) Close() error {
+	c.once.Do(func() {
+		close(c.done)
+		c.mu.Lock()
+		g := c.gen
+		c.gen = nil
+		c.mu.Unlock()
+		if g != nil {
+			g.ch.Close()
+		}
+		c.wg.Wait()
+		c.t.mu.Lock()
+		delete(c.t.consumers, c)
+		c.t.mu.Unlock()
+	})
+	return nil
+}
