@@ -2,6 +2,40 @@
 // envelope (the Redis JSON document and the AMQP property mapping),
 // serializers keyed by content type with accept_content enforcement, and
 // body compression. It is pure: bytes in, typed values out, no I/O.
+//
+// # Value model
+//
+// Decoded JSON, msgpack and YAML values use these Go types:
+//
+//	null                 -> nil
+//	true/false           -> bool
+//	string               -> string
+//	integer              -> int64, or *big.Int when it does not fit (never float)
+//	float (JSON 1.0 too) -> float64 (NaN/Infinity literals accepted as Python does)
+//	array                -> []any
+//	object/map           -> map[string]any
+//	msgpack bin          -> []byte
+//
+// kombu >= 5.3 JSON type markers, objects with exactly the keys "__type__"
+// and "__value__", are converted when a body is decoded (not inside
+// envelope headers):
+//
+//	datetime -> time.Time (naive values in the Naive location)
+//	date     -> Date
+//	time     -> TimeOfDay
+//	decimal  -> Decimal (exact text)
+//	uuid     -> UUID
+//	bytes    -> []byte (the UTF-8 text)
+//	base64   -> []byte (decoded)
+//
+// An unknown __type__ is a *DecodeError, which Python workers answer by
+// acking and dropping the message. kombu 5.2 peers send these types as
+// plain strings, which stay strings.
+//
+// Encoding accepts the types above plus Go ints and uints of every width,
+// float32/float64, []T and map[string]T (through reflection), json.Marshaler
+// and, as a last resort, structs through encoding/json. JSONMode chooses
+// between kombu 5.2 style strings and kombu 5.3+ markers.
 package kombu
 
 // DeliveryInfo records where a message was published to, as kombu keeps it
