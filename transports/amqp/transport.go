@@ -89,7 +89,7 @@ type Transport struct {
 	declIdx   map[string]int
 	consumers map[*consumer]struct{}
 
-	pubMu   sync.Mutex // guards pub; held across publishes when Mandatory
+	pubMu    sync.Mutex // guards pub; held across publishes when Mandatory
 	pub      *amqp.Channel
 	pubConn  *amqp.Connection
 	pubClose chan *amqp.Error
