@@ -331,4 +331,3 @@ func parseJSONNumber(n json.Number) any {
 	}
 	return string(n)
 }
-
