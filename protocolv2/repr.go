@@ -55,7 +55,6 @@ func SafeRepr(v any, maxlen int) string {
 	return r.out.String()
 }
 
-
 type lit struct {
 	s     string
 	trunc bool // separators are dropped when closing a truncated repr
