@@ -1,0 +1,490 @@
+package redistransport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/celerity-go/celerity/kombu"
+	"github.com/celerity-go/celerity/transports"
+)
+
+// Consumer consumes a set of queues like one kombu Redis channel: a
+// round-robin queue cycle, BRPOP key order "every queue at step 0, every
+// queue at step 3, ...", and ack emulation in unacked/unacked_index.
+// Fetch must not be called concurrently with itself; Ack, Reject and
+// Restore may be called from any goroutine.
+type Consumer struct {
+	t      *Transport
+	queues []string // round-robin cycle, most recently served last
+
+	fetchMu  sync.Mutex
+	buffered []*Delivery // popped and recorded, not yet handed out
+	inflight chan brpopResult
+
+	closeOnce sync.Once
+	closing   chan struct{}
+	done      chan struct{} // closed when the sweep goroutine has exited
+	closed    bool
+	mu        sync.Mutex
+}
+
+// Delivery is transports.Delivery; the alias keeps signatures short.
+type Delivery = transports.Delivery
+
+var _ transports.Consumer = (*Consumer)(nil)
+
+// popped is one message taken off a list by this consumer.
+type popped struct {
+	queue    string
+	key      string // unprefixed list key it came from
+	raw      []byte
+	recorded bool
+}
+
+type brpopResult struct {
+	p   *popped
+	err error
+}
+
+// Consume starts consuming queues (in the order given, then round robin).
+// It runs the visibility sweep now and every Options.RestoreInterval
+// while the consumer is open. prefetch is enforced by the caller through
+// Fetch's max argument.
+func (t *Transport) Consume(ctx context.Context, queues []string, prefetch int) (transports.Consumer, error) {
+	return t.consume(queues)
+}
+
+// ConsumeQueues is Consume returning the concrete type.
+func (t *Transport) ConsumeQueues(queues []string) (*Consumer, error) { return t.consume(queues) }
+
+func (t *Transport) consume(queues []string) (*Consumer, error) {
+	if len(queues) == 0 {
+		return nil, errors.New("redistransport: consume: no queues")
+	}
+	seen := map[string]bool{}
+	var qs []string
+	for _, q := range queues {
+		if !seen[q] {
+			seen[q] = true
+			qs = append(qs, q)
+		}
+	}
+	c := &Consumer{t: t, queues: qs, closing: make(chan struct{}), done: make(chan struct{})}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil, transports.ErrClosed
+	}
+	t.consumers[c] = struct{}{}
+	t.mu.Unlock()
+	go c.sweepLoop()
+	return c, nil
+}
+
+func (c *Consumer) sweepLoop() {
+	defer close(c.done)
+	interval := c.t.opts.RestoreInterval
+	sweep := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		go func() {
+			select {
+			case <-c.closing:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		if _, err := c.t.RestoreVisible(ctx); err != nil && ctx.Err() == nil {
+			c.t.log.Warn("visibility sweep failed", "error", err)
+		}
+	}
+	sweep()
+	if interval < 0 {
+		<-c.closing
+		return
+	}
+	tk := time.NewTicker(interval)
+	defer tk.Stop()
+	for {
+		select {
+		case <-c.closing:
+			return
+		case <-tk.C:
+			sweep()
+		}
+	}
+}
+
+func (c *Consumer) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// keys lists the prefixed list keys in kombu's BRPOP order for the
+// current rotation.
+func (c *Consumer) keys(extra int) []string {
+	ks := c.t.ks
+	keys := make([]string, 0, len(ks.steps)*len(c.queues)+extra)
+	for _, suffix := range ks.stepSuffix {
+		for _, q := range c.queues {
+			keys = append(keys, ks.prefix+q+suffix)
+		}
+	}
+	return keys
+}
+
+// rotate moves queue to the end of the cycle (round_robin_cycle.rotate).
+func (c *Consumer) rotate(queue string) {
+	for i, q := range c.queues {
+		if q == queue {
+			copy(c.queues[i:], c.queues[i+1:])
+			c.queues[len(c.queues)-1] = queue
+			return
+		}
+	}
+}
+
+func nowArg() string {
+	return strconv.FormatFloat(float64(time.Now().UnixNano())/1e9, 'f', -1, 64)
+}
+
+// Fetch returns 1..max deliveries, each already recorded in unacked. It
+// first pops without blocking (Lua, atomic with the record); when every
+// queue is empty it blocks in BRPOP (PollTimeout at a time) until a
+// message arrives or ctx is done. A message popped by a BRPOP that
+// outlives ctx is kept for the next Fetch (or given back on Close), never
+// dropped. Errors are connection errors the caller can retry on.
+func (c *Consumer) Fetch(ctx context.Context, max int) ([]*Delivery, error) {
+	c.fetchMu.Lock()
+	defer c.fetchMu.Unlock()
+	if max < 1 {
+		max = 1
+	}
+	for {
+		if c.isClosed() {
+			return nil, transports.ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if len(c.buffered) > 0 {
+			n := min(max, len(c.buffered))
+			out := c.buffered[:n:n]
+			c.buffered = c.buffered[n:]
+			return out, nil
+		}
+		if c.inflight == nil {
+			ds, err := c.popBatch(ctx, max)
+			if err != nil || len(ds) > 0 {
+				return ds, err
+			}
+			c.startBRPOP()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.closing:
+			return nil, transports.ErrClosed
+		case r := <-c.inflight:
+			c.inflight = nil
+			if r.err != nil {
+				return nil, r.err
+			}
+			if r.p == nil {
+				continue // BRPOP timed out; go round again
+			}
+			c.rotate(r.p.queue)
+			if d := c.delivery(ctx, r.p); d != nil {
+				c.buffered = append(c.buffered, d)
+			}
+			if max > len(c.buffered) {
+				more, err := c.popBatch(ctx, max-len(c.buffered))
+				if err == nil {
+					c.buffered = append(c.buffered, more...)
+				}
+			}
+		}
+	}
+}
+
+// popBatch runs popScript for up to max messages.
+func (c *Consumer) popBatch(ctx context.Context, max int) ([]*Delivery, error) {
+	t := c.t
+	keys := append([]string{t.ks.key(t.opts.UnackedKey), t.ks.key(t.opts.UnackedIndexKey)}, c.keys(0)...)
+	args := make([]any, 0, 3+len(c.queues))
+	args = append(args, max, nowArg(), len(c.queues))
+	queues := append([]string(nil), c.queues...)
+	for _, q := range queues {
+		args = append(args, q)
+	}
+	res, err := popScript.Run(ctx, t.client, keys, args...).Slice()
+	if err != nil {
+		if errors.Is(err, redis.Nil) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("redistransport: fetch: %w", err)
+	}
+	ds := make([]*Delivery, 0, len(res)/3)
+	for i := 0; i+2 < len(res); i += 3 {
+		qi, _ := res[i].(int64)
+		raw, _ := res[i+1].(string)
+		rec, _ := res[i+2].(int64)
+		if qi < 1 || int(qi) > len(queues) {
+			continue
+		}
+		q := queues[qi-1]
+		c.rotate(q)
+		// Work out which key it came from only when needed (give-back).
+		p := &popped{queue: q, raw: []byte(raw), recorded: rec == 1}
+		if d := c.delivery(ctx, p); d != nil {
+			ds = append(ds, d)
+		}
+	}
+	return ds, nil
+}
+
+// startBRPOP issues one BRPOP in the background. Its result (recorded in
+// unacked before it is reported) is read by Fetch or Close.
+func (c *Consumer) startBRPOP() {
+	ch := make(chan brpopResult, 1)
+	c.inflight = ch
+	keys := c.keys(0)
+	t := c.t
+	go func() {
+		ctx := context.Background()
+		kv, err := t.client.BRPop(ctx, t.opts.PollTimeout, keys...).Result()
+		if errors.Is(err, redis.Nil) {
+			ch <- brpopResult{}
+			return
+		}
+		if err != nil {
+			ch <- brpopResult{err: fmt.Errorf("redistransport: brpop: %w", err)}
+			return
+		}
+		key := kv[0][len(t.ks.prefix):]
+		queue := key
+		for _, q := range c.queuesFromKeys(keys) {
+			if q.key == kv[0] {
+				queue = q.queue
+				break
+			}
+		}
+		p := &popped{queue: queue, key: key, raw: []byte(kv[1])}
+		p.recorded = c.recordPopped(p)
+		ch <- brpopResult{p: p}
+	}()
+}
+
+type keyQueue struct{ key, queue string }
+
+// queuesFromKeys maps each BRPOP key back to its queue.
+func (c *Consumer) queuesFromKeys(keys []string) []keyQueue {
+	ks := c.t.ks
+	n := len(keys) / len(ks.stepSuffix)
+	out := make([]keyQueue, len(keys))
+	for i, k := range keys {
+		suffix := ks.stepSuffix[i/n]
+		out[i] = keyQueue{k, k[len(ks.prefix) : len(k)-len(suffix)]}
+	}
+	return out
+}
+
+// recordPopped records a BRPOP result in unacked, retrying while Redis is
+// unreachable (the message exists only in this process meanwhile).
+func (c *Consumer) recordPopped(p *popped) bool {
+	t := c.t
+	keys := []string{t.ks.key(t.opts.UnackedKey), t.ks.key(t.opts.UnackedIndexKey)}
+	backoff := 50 * time.Millisecond
+	for attempt := 0; attempt < 60; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		n, err := recordScript.Run(ctx, t.client, keys, p.raw, p.queue, nowArg()).Int()
+		cancel()
+		if err == nil {
+			return n == 1
+		}
+		if attempt == 0 || attempt%20 == 0 {
+			t.log.Error("could not record delivered message in unacked; retrying", "queue", p.queue, "error", err)
+		}
+		time.Sleep(backoff)
+		backoff = min(backoff*2, 2*time.Second)
+	}
+	return false
+}
+
+// delivery decodes a popped message. An envelope that cannot be decoded
+// (or carries no delivery tag) is removed and logged: no kombu consumer
+// can process it either.
+func (c *Consumer) delivery(ctx context.Context, p *popped) *Delivery {
+	m, err := kombu.DecodeEnvelope(p.raw)
+	if err == nil && m.Properties.DeliveryTag == "" {
+		err = errors.New("no properties.delivery_tag")
+	}
+	if err != nil {
+		c.t.log.Error("dropping undecodable message", "queue", p.queue, "error", err, "payload", truncate(p.raw, 512))
+		if p.recorded && m != nil && m.Properties.DeliveryTag != "" {
+			_ = c.ackTags(ctx, []string{m.Properties.DeliveryTag})
+		}
+		return nil
+	}
+	redelivered := m.Properties.DeliveryInfo.Redelivered
+	if v, ok := m.Headers["redelivered"].(bool); ok && v {
+		redelivered = true
+	}
+	if !p.recorded {
+		// cjson could not read it but Go can: record from Go.
+		t := c.t
+		val := unackedValue(nil, p.raw, m.Properties.DeliveryInfo.Exchange, orDefault(m.Properties.DeliveryInfo.RoutingKey, p.queue))
+		pipe := t.client.TxPipeline()
+		pipe.ZAdd(ctx, t.ks.key(t.opts.UnackedIndexKey), redis.Z{Score: float64(time.Now().UnixNano()) / 1e9, Member: m.Properties.DeliveryTag})
+		pipe.HSet(ctx, t.ks.key(t.opts.UnackedKey), m.Properties.DeliveryTag, val)
+		if _, err := pipe.Exec(ctx); err != nil {
+			c.t.log.Error("could not record delivered message in unacked", "queue", p.queue, "error", err)
+		}
+	}
+	return &Delivery{
+		Message:     m,
+		Raw:         p.raw,
+		Queue:       p.queue,
+		Redelivered: redelivered,
+		Tag:         m.Properties.DeliveryTag,
+	}
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "..."
+	}
+	return string(b)
+}
+
+// Ack removes the deliveries from unacked_index and unacked in one
+// MULTI/EXEC round trip (kombu: ZREM + HDEL per tag).
+func (c *Consumer) Ack(ctx context.Context, ds ...*Delivery) error {
+	tags := make([]string, 0, len(ds))
+	for _, d := range ds {
+		if d != nil && d.Tag != "" {
+			tags = append(tags, d.Tag)
+		}
+	}
+	return c.ackTags(ctx, tags)
+}
+
+func (c *Consumer) ackTags(ctx context.Context, tags []string) error {
+	if len(tags) == 0 {
+		return nil
+	}
+	t := c.t
+	members := make([]any, len(tags))
+	for i, tag := range tags {
+		members[i] = tag
+	}
+	pipe := t.client.TxPipeline()
+	pipe.ZRem(ctx, t.ks.key(t.opts.UnackedIndexKey), members...)
+	pipe.HDel(ctx, t.ks.key(t.opts.UnackedKey), tags...)
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// Reject without requeue is an ack (kombu drops the message). With
+// requeue it is kombu's restore_by_tag(leftmost=True): the entry is
+// removed and the message, marked redelivered, LPUSHed to the tail of
+// its queue (priority sub-list) in one atomic step.
+func (c *Consumer) Reject(ctx context.Context, d *Delivery, requeue bool) error {
+	if !requeue {
+		return c.Ack(ctx, d)
+	}
+	_, err := c.t.restoreTags(ctx, []string{d.Tag}, restoreTail)
+	return err
+}
+
+// Restore hands deliveries back so they are consumed next: each is
+// removed from unacked and RPUSHed (head) with headers.redelivered and
+// properties.delivery_info.redelivered set, atomically. Their relative
+// order is kept (the first delivery is consumed first).
+func (c *Consumer) Restore(ctx context.Context, ds ...*Delivery) error {
+	tags := make([]string, 0, len(ds))
+	for i := len(ds) - 1; i >= 0; i-- {
+		if ds[i] != nil && ds[i].Tag != "" {
+			tags = append(tags, ds[i].Tag)
+		}
+	}
+	if len(tags) == 0 {
+		return nil
+	}
+	n, err := c.t.restoreTags(ctx, tags, restoreHead)
+	if n > 0 {
+		c.t.log.Warn(fmt.Sprintf("Restoring %d unacknowledged message(s)", n))
+	}
+	return err
+}
+
+// SetPrefetch is a no-op: on Redis the caller bounds Fetch's max.
+func (c *Consumer) SetPrefetch(n int) error { return nil }
+
+// Close stops consuming and the periodic sweep. Messages popped but not
+// yet returned by Fetch are given back to the head of their queue
+// unchanged; delivered but unsettled messages stay in unacked (restore
+// them first, or the visibility sweep will).
+func (c *Consumer) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		close(c.closing)
+		<-c.done
+		c.fetchMu.Lock()
+		defer c.fetchMu.Unlock()
+		if c.inflight != nil {
+			r := <-c.inflight
+			c.inflight = nil
+			if r.p != nil {
+				if d := c.delivery(context.Background(), r.p); d != nil {
+					c.buffered = append(c.buffered, d)
+				}
+			}
+		}
+		if len(c.buffered) > 0 {
+			err = c.giveBack(c.buffered)
+			c.buffered = nil
+		}
+		c.t.mu.Lock()
+		delete(c.t.consumers, c)
+		c.t.mu.Unlock()
+	})
+	return err
+}
+
+// giveBack returns never-handed-out deliveries to the head of their
+// queue's priority list, unchanged, removing their unacked entries.
+func (c *Consumer) giveBack(ds []*Delivery) error {
+	t := c.t
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pipe := t.client.Pipeline()
+	for i := len(ds) - 1; i >= 0; i-- {
+		d := ds[i]
+		key := t.ks.key(t.ks.queueKey(d.Queue, clampPriority(d.Message.Properties.Priority)))
+		keys := []string{t.ks.key(t.opts.UnackedKey), t.ks.key(t.opts.UnackedIndexKey), key}
+		restoreScript.EvalSha(ctx, pipe, keys, d.Tag, "*", string(d.Raw), "R")
+	}
+	_, err := pipe.Exec(ctx)
+	if err != nil {
+		return err
+	}
+	return nil
+}
