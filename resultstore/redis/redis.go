@@ -1,0 +1,570 @@
+// Package redisstore is Celery's Redis result backend (celery/backends/redis.py):
+// task meta documents under celery-task-meta-<id>, written with SETEX and
+// PUBLISHed on the key-named channel so a waiting AsyncResult.get() wakes,
+// plus the chord part-return protocol on celery-taskset-meta-<gid>.j/.t/.s.
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/celerity-go/celerity/resultstore"
+)
+
+// Celery's key prefixes (BaseKeyValueStoreBackend).
+const (
+	TaskKeyPrefix  = "celery-task-meta-"
+	GroupKeyPrefix = "celery-taskset-meta-"
+)
+
+// DefaultResultExpires is Celery's result_expires default (one day).
+const DefaultResultExpires = 24 * time.Hour
+
+// Options configure a Backend. The zero value is Celery's defaults.
+type Options struct {
+	// ResultExpires is result_expires: the TTL of every stored document.
+	// Zero means DefaultResultExpires; a negative value means no expiry
+	// (plain SET), like result_expires=None in Celery.
+	ResultExpires time.Duration
+	// KeyPrefix is result_backend_transport_options["global_keyprefix"]
+	// (Celery ≥ 5.3). It is prepended to the task and group key prefixes,
+	// with an "_" added unless it already ends in one of ":_-.".
+	KeyPrefix string
+	// ChordUnordered is result_backend_transport_options
+	// ["result_chord_ordered"] = False: chord parts go to a LIST instead of
+	// a sorted set.
+	ChordUnordered bool
+	// Style selects the date_done and JSON flavour (default: Celery 5.2
+	// form, readable by every Celery version).
+	Style resultstore.Style
+	// Logger receives debug lines (skipped writes); nil discards them.
+	Logger *slog.Logger
+}
+
+// Backend is a Celery-compatible Redis result backend. It is safe for
+// concurrent use.
+type Backend struct {
+	client     *redis.Client
+	expires    int64 // seconds; 0 = no expiry
+	taskPrefix string
+	groupPref  string
+	style      resultstore.Style
+	ordered    bool
+	log        *slog.Logger
+
+	mu        sync.Mutex
+	storeSHA  string
+	chordSHA  string
+	bufs      sync.Pool
+	ownClient bool
+}
+
+var _ resultstore.Backend = (*Backend)(nil)
+
+// New connects to the Redis result backend at url (redis://[:password@]host:port/db,
+// rediss://, unix://; query options as go-redis ParseURL understands them)
+// and loads the Lua scripts.
+func New(ctx context.Context, url string, opts Options) (*Backend, error) {
+	ropts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: %w", err)
+	}
+	b, err := NewWithClient(ctx, redis.NewClient(ropts), opts)
+	if err != nil {
+		return nil, err
+	}
+	b.ownClient = true
+	return b, nil
+}
+
+// NewWithClient uses an existing go-redis client; Close then leaves the
+// client open.
+func NewWithClient(ctx context.Context, client *redis.Client, opts Options) (*Backend, error) {
+	b := &Backend{
+		client:     client,
+		taskPrefix: prefixed(opts.KeyPrefix, TaskKeyPrefix),
+		groupPref:  prefixed(opts.KeyPrefix, GroupKeyPrefix),
+		style:      opts.Style,
+		ordered:    !opts.ChordUnordered,
+		log:        opts.Logger,
+	}
+	switch {
+	case opts.ResultExpires == 0:
+		b.expires = int64(DefaultResultExpires / time.Second)
+	case opts.ResultExpires < 0:
+		b.expires = 0
+	default:
+		b.expires = int64((opts.ResultExpires + time.Second - 1) / time.Second)
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if err := b.loadScripts(ctx); err != nil {
+		if b.ownClient {
+			client.Close()
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+// prefixed applies Celery's global_keyprefix rule (base.py:
+// _add_global_keyprefix).
+func prefixed(global, prefix string) string {
+	if global == "" {
+		return prefix
+	}
+	if !strings.ContainsRune(":_-.", rune(global[len(global)-1])) {
+		global += "_"
+	}
+	return global + prefix
+}
+
+// TaskKey returns the key (and PUBLISH channel) of taskID's meta document.
+func (b *Backend) TaskKey(taskID string) string { return b.taskPrefix + taskID }
+
+// GroupKey returns the key of group gid's saved GroupResult; chord keys
+// append ".j", ".t" and ".s".
+func (b *Backend) GroupKey(gid string) string { return b.groupPref + gid }
+
+// Client returns the underlying go-redis client.
+func (b *Backend) Client() *redis.Client { return b.client }
+
+// Close closes the connection pool if New created it.
+func (b *Backend) Close() error {
+	if b.ownClient {
+		return b.client.Close()
+	}
+	return nil
+}
+
+// storeScript writes one meta document unless a SUCCESS is stored:
+// GET-check, SETEX (or SET), PUBLISH on the key channel, atomically.
+//
+// KEYS[1] = task key; ARGV[1] = document; ARGV[2] = expiry seconds (0: SET).
+// Returns 1 when written, 0 when skipped.
+//
+// Documents Celery writes start with {"status": "<STATE>", so the state is
+// read from that prefix; anything else is decoded with cjson/cmsgpack.
+const storeScript = `
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local st
+  if string.sub(cur, 1, 12) == '{"status": "' then
+    st = string.match(cur, '^([^"]*)"', 13)
+  else
+    local ok, doc = pcall(cjson.decode, cur)
+    if not ok then ok, doc = pcall(cmsgpack.unpack, cur) end
+    if ok and type(doc) == 'table' then st = doc['status'] end
+  end
+  if st == 'SUCCESS' then return 0 end
+end
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('SETEX', KEYS[1], ttl, ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+return 1
+`
+
+// chordScript records one chord part (RedisBackend.on_chord_part_return's
+// pipeline) and, when it completes the chord, reads everything the caller
+// needs to fire the body in the same atomic step.
+//
+// KEYS: .j, .t, .s, taskset key. ARGV: member, score ("+inf" or index),
+// expiry seconds (0: none), "1" for a sorted set / "0" for a list.
+// Returns {count, t, s, saved group or false, {members...} or false}.
+const chordScript = `
+local count
+if ARGV[4] == '1' then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+  count = redis.call('ZCOUNT', KEYS[1], '-inf', '+inf')
+else
+  redis.call('RPUSH', KEYS[1], ARGV[1])
+  count = redis.call('LLEN', KEYS[1])
+end
+local t = redis.call('GET', KEYS[2])
+local s = redis.call('GET', KEYS[3])
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+  redis.call('EXPIRE', KEYS[3], ttl)
+end
+if not s then return {count, t, false, false, false} end
+local size, diff = tonumber(s), tonumber(t or '0')
+if not size or not diff or count ~= size + diff then
+  return {count, t, s, false, false}
+end
+local saved = redis.call('GET', KEYS[4])
+local members
+if ARGV[4] == '1' then
+  members = redis.call('ZRANGE', KEYS[1], 0, -1)
+else
+  members = redis.call('LRANGE', KEYS[1], 0, size + diff)
+end
+return {count, t, s, saved, members}
+`
+
+func (b *Backend) loadScripts(ctx context.Context) error {
+	store, err := b.client.ScriptLoad(ctx, storeScript).Result()
+	if err != nil {
+		return fmt.Errorf("redisstore: load store script: %w", err)
+	}
+	chord, err := b.client.ScriptLoad(ctx, chordScript).Result()
+	if err != nil {
+		return fmt.Errorf("redisstore: load chord script: %w", err)
+	}
+	b.mu.Lock()
+	b.storeSHA, b.chordSHA = store, chord
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *Backend) shas() (store, chord string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.storeSHA, b.chordSHA
+}
+
+func isNoScript(err error) bool {
+	return err != nil && redis.HasErrorPrefix(err, "NOSCRIPT")
+}
+
+type batchBuf struct {
+	data []byte
+	ends []int
+	keys []string
+}
+
+// Encode appends the meta document for m in the backend's style.
+func (b *Backend) Encode(dst []byte, m *resultstore.Meta) ([]byte, error) {
+	return resultstore.AppendMeta(dst, m, b.style)
+}
+
+// Store writes every meta, in order, in one pipelined round trip. Each
+// write is one atomic script: it is skipped when the stored document is a
+// SUCCESS, otherwise the document is SETEX'd with result_expires and
+// PUBLISHed on the key channel.
+func (b *Backend) Store(ctx context.Context, metas ...*resultstore.Meta) error {
+	_, err := b.store(ctx, metas)
+	return err
+}
+
+// StoreCount is Store that also reports how many documents were written
+// (the rest were skipped because a SUCCESS was already stored).
+func (b *Backend) StoreCount(ctx context.Context, metas ...*resultstore.Meta) (int, error) {
+	return b.store(ctx, metas)
+}
+
+func (b *Backend) store(ctx context.Context, metas []*resultstore.Meta) (int, error) {
+	if len(metas) == 0 {
+		return 0, nil
+	}
+	buf, _ := b.bufs.Get().(*batchBuf)
+	if buf == nil {
+		buf = &batchBuf{}
+	}
+	defer func() {
+		buf.data, buf.ends = buf.data[:0], buf.ends[:0]
+		clear(buf.keys)
+		buf.keys = buf.keys[:0]
+		if cap(buf.data) <= 1<<20 {
+			b.bufs.Put(buf)
+		}
+	}()
+	for _, m := range metas {
+		var err error
+		if buf.data, err = resultstore.AppendMeta(buf.data, m, b.style); err != nil {
+			return 0, fmt.Errorf("redisstore: task %s: %w", m.TaskID, err)
+		}
+		buf.ends = append(buf.ends, len(buf.data))
+		buf.keys = append(buf.keys, b.taskPrefix+m.TaskID)
+	}
+	expires := b.expires
+	for attempt := 0; ; attempt++ {
+		sha, _ := b.shas()
+		n, err := b.runStore(ctx, sha, buf, expires)
+		if isNoScript(err) && attempt == 0 {
+			if err := b.loadScripts(ctx); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("redisstore: store: %w", err)
+		}
+		if skipped := len(metas) - n; skipped > 0 {
+			b.log.Debug("result not overwritten: SUCCESS already stored", "skipped", skipped)
+		}
+		return n, nil
+	}
+}
+
+func (b *Backend) runStore(ctx context.Context, sha string, buf *batchBuf, expires int64) (int, error) {
+	if len(buf.keys) == 1 {
+		return b.client.EvalSha(ctx, sha, buf.keys[:1], buf.data, expires).Int()
+	}
+	pipe := b.client.Pipeline()
+	cmds := make([]*redis.Cmd, len(buf.keys))
+	start := 0
+	for i := range buf.keys {
+		end := buf.ends[i]
+		cmds[i] = pipe.EvalSha(ctx, sha, buf.keys[i:i+1:i+1], buf.data[start:end:end], expires)
+		start = end
+	}
+	_, err := pipe.Exec(ctx)
+	written := 0
+	var firstErr error
+	for _, c := range cmds {
+		n, cerr := c.Int()
+		if cerr != nil {
+			if firstErr == nil {
+				firstErr = cerr
+			}
+			continue
+		}
+		written += n
+	}
+	if firstErr != nil {
+		return written, firstErr
+	}
+	return written, err
+}
+
+// Get returns the stored meta document of taskID decoded to plain values,
+// or nil when there is none (PENDING).
+func (b *Backend) Get(ctx context.Context, taskID string) (map[string]any, error) {
+	if taskID == "" {
+		return nil, resultstore.ErrNoTaskID
+	}
+	data, err := b.client.Get(ctx, b.taskPrefix+taskID).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: get %s: %w", taskID, err)
+	}
+	return resultstore.DecodeMeta(data)
+}
+
+// ChordPart is one finished chord header task, as recorded by
+// on_chord_part_return.
+type ChordPart struct {
+	GroupID string
+	// GroupIndex is the task's group_index header; nil scores the part
+	// +inf (Celery 5.2 clients send null for plain groups).
+	GroupIndex *int
+	TaskID     string
+	State      string
+	// Result is the return value or an *resultstore.ExceptionInfo.
+	Result any
+}
+
+// ChordMember is one decoded part of a completed chord.
+type ChordMember struct {
+	TaskID string
+	State  string
+	// Result is the decoded return value; for exception states
+	// (FAILURE, RETRY, REVOKED) a recognised exception dict is an
+	// *resultstore.ExceptionInfo.
+	Result any
+}
+
+// Failed reports whether the member's state makes the chord fail
+// (Celery's PROPAGATE_STATES: FAILURE and REVOKED).
+func (m ChordMember) Failed() bool {
+	return m.State == resultstore.Failure || m.State == resultstore.Revoked
+}
+
+// ChordStatus is the outcome of ChordPartReturn.
+type ChordStatus struct {
+	// Count is the number of parts recorded so far.
+	Count int64
+	// Size is the chord size from <gid>.s plus the <gid>.t adjustment;
+	// SizeKnown is false when <gid>.s is missing (the chord never fires).
+	Size      int64
+	SizeKnown bool
+	// Ready is set for exactly the part that completed the chord; the
+	// caller must then fire the body and call ChordComplete.
+	Ready bool
+	// Members are the recorded parts in group_index order (only when Ready).
+	Members []ChordMember
+	// SavedGroup is the decoded celery-taskset-meta-<gid> document when
+	// the client saved one (complex headers: groups inside the header);
+	// the flat Members then do not have the intended nesting.
+	SavedGroup map[string]any
+}
+
+// Results returns the members' results in order.
+func (s *ChordStatus) Results() []any {
+	out := make([]any, len(s.Members))
+	for i, m := range s.Members {
+		out[i] = m.Result
+	}
+	return out
+}
+
+// ChordPartReturn records a finished chord header task exactly like
+// Celery's RedisBackend.on_chord_part_return: ZADD <gid>.j with score
+// group_index (+inf when nil) and member [1, "<tid>", "<STATE>", <result>],
+// ZCOUNT, GET <gid>.t and <gid>.s, EXPIRE the three keys with
+// result_expires. When the count reaches .s + .t, the parts (and a saved
+// GroupResult, if any) are read in the same atomic script and returned with
+// Ready set. The keys are left in place so a crash before the body is
+// published can be recovered by redelivery; call ChordComplete afterwards.
+func (b *Backend) ChordPartReturn(ctx context.Context, p ChordPart) (*ChordStatus, error) {
+	if p.GroupID == "" || p.TaskID == "" {
+		return nil, errors.New("redisstore: chord part needs a group id and a task id")
+	}
+	mode := b.style.JSON
+	member := make([]byte, 0, 64)
+	member = append(member, "[1, "...)
+	member = appendJSONString(member, p.TaskID)
+	member = append(member, ", "...)
+	member = appendJSONString(member, p.State)
+	member = append(member, ", "...)
+	member, err := resultstore.AppendResult(member, p.Result, mode)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: chord part %s: %w", p.TaskID, err)
+	}
+	member = append(member, ']')
+	score := "+inf"
+	if p.GroupIndex != nil {
+		score = strconv.Itoa(*p.GroupIndex)
+	}
+	ordered := "0"
+	if b.ordered {
+		ordered = "1"
+	}
+	gk := b.GroupKey(p.GroupID)
+	keys := []string{gk + ".j", gk + ".t", gk + ".s", gk}
+
+	var res []any
+	for attempt := 0; ; attempt++ {
+		_, sha := b.shas()
+		res, err = b.client.EvalSha(ctx, sha, keys, member, score, b.expires, ordered).Slice()
+		if isNoScript(err) && attempt == 0 {
+			if err := b.loadScripts(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		break
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: chord part %s: %w", p.TaskID, err)
+	}
+	return parseChordReply(res)
+}
+
+func parseChordReply(res []any) (*ChordStatus, error) {
+	if len(res) != 5 {
+		return nil, fmt.Errorf("redisstore: chord script returned %d values", len(res))
+	}
+	st := &ChordStatus{}
+	st.Count, _ = res[0].(int64)
+	var diff int64
+	if t, ok := res[1].(string); ok {
+		v, err := strconv.ParseInt(t, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: chord counter .t = %q: %w", t, err)
+		}
+		diff = v
+	}
+	if s, ok := res[2].(string); ok {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: chord size .s = %q: %w", s, err)
+		}
+		st.Size, st.SizeKnown = v+diff, true
+	}
+	raw, ok := res[4].([]any)
+	if !ok {
+		return st, nil
+	}
+	st.Ready = true
+	if saved, ok := res[3].(string); ok {
+		doc, err := resultstore.DecodeMeta([]byte(saved))
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: saved group: %w", err)
+		}
+		st.SavedGroup = doc
+	}
+	st.Members = make([]ChordMember, 0, len(raw))
+	for _, r := range raw {
+		s, _ := r.(string)
+		m, err := DecodeChordMember([]byte(s))
+		if err != nil {
+			return nil, err
+		}
+		st.Members = append(st.Members, m)
+	}
+	return st, nil
+}
+
+// DecodeChordMember decodes one <gid>.j member, [1, tid, state, result].
+func DecodeChordMember(data []byte) (ChordMember, error) {
+	v, err := unmarshalJSON(data)
+	if err != nil {
+		return ChordMember{}, fmt.Errorf("redisstore: chord member: %w", err)
+	}
+	l, ok := v.([]any)
+	if !ok || len(l) != 4 {
+		return ChordMember{}, fmt.Errorf("redisstore: chord member is not a 4-element list: %.100s", data)
+	}
+	var m ChordMember
+	if m.TaskID, ok = l[1].(string); !ok {
+		return ChordMember{}, fmt.Errorf("redisstore: chord member task id is %T", l[1])
+	}
+	if m.State, ok = l[2].(string); !ok {
+		return ChordMember{}, fmt.Errorf("redisstore: chord member state is %T", l[2])
+	}
+	m.Result = l[3]
+	switch m.State {
+	case resultstore.Failure, resultstore.Retry, resultstore.Revoked:
+		if e, ok := resultstore.ExceptionFromValue(l[3]); ok {
+			m.Result = e
+		}
+	}
+	return m, nil
+}
+
+// ChordComplete deletes the chord keys <gid>.j, .t and .s, as Celery does
+// once the body was published (or its failure stored).
+func (b *Backend) ChordComplete(ctx context.Context, groupID string) error {
+	gk := b.GroupKey(groupID)
+	if err := b.client.Del(ctx, gk+".j", gk+".t", gk+".s").Err(); err != nil {
+		return fmt.Errorf("redisstore: chord complete %s: %w", groupID, err)
+	}
+	return nil
+}
+
+// SetChordSize stores the chord size under <gid>.s (SETEX + PUBLISH, like
+// Celery's set_chord_size). A client must do this before publishing the
+// last header task, or the chord never fires.
+func (b *Backend) SetChordSize(ctx context.Context, groupID string, size int) error {
+	key := b.GroupKey(groupID) + ".s"
+	val := strconv.Itoa(size)
+	pipe := b.client.TxPipeline()
+	if b.expires > 0 {
+		pipe.SetEx(ctx, key, val, time.Duration(b.expires)*time.Second)
+	} else {
+		pipe.Set(ctx, key, val, 0)
+	}
+	pipe.Publish(ctx, key, val)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("redisstore: set chord size %s: %w", groupID, err)
+	}
+	return nil
+}
