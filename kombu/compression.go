@@ -132,6 +132,9 @@ func Decompress(header string, data []byte) ([]byte, error) {
 		return nil, fmt.Errorf("kombu: decompress %s: %w", h, err)
 	}
 	out, err := readLimited(r, limit)
+	if errors.Is(err, zstd.ErrWindowSizeExceeded) || errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+		err = fmt.Errorf("%w (%v)", ErrTooLarge, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("kombu: decompress %s: %w", h, err)
 	}

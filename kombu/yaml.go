@@ -157,11 +157,9 @@ func (c *yamlConverter) key(k *yaml.Node, depth int) (string, error) {
 	return k.Value, nil
 }
 
-func isPlainYAML11Bool(n *yaml.Node) (bool, bool) {
-	if n.Style != 0 || (n.Tag != "" && n.Tag != "!!str" && n.Tag != "!!bool") || n.Tag == "!!str" && n.Style != 0 {
-		return false, false
-	}
-	switch n.Value {
+// yaml11Bool reports PyYAML's YAML 1.1 boolean words.
+func yaml11Bool(v string) (bool, bool) {
+	switch v {
 	case "yes", "Yes", "YES", "on", "On", "ON", "true", "True", "TRUE":
 		return true, true
 	case "no", "No", "NO", "off", "Off", "OFF", "false", "False", "FALSE":
@@ -170,10 +168,27 @@ func isPlainYAML11Bool(n *yaml.Node) (bool, bool) {
 	return false, false
 }
 
+// isIntLiteral reports a plain decimal integer (sign, digits, underscores).
+func isIntLiteral(s string) bool {
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		s = s[1:]
+	}
+	if s == "" || !isDigit(s[0]) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isDigit(s[i]) && s[i] != '_' {
+			return false
+		}
+	}
+	return true
+}
+
 func (c *yamlConverter) scalar(n *yaml.Node) (any, error) {
 	tag := n.ShortTag()
-	if tag == "!!str" && n.Style == 0 && (n.Tag == "" || n.Tag == "!") {
-		if b, ok := isPlainYAML11Bool(n); ok {
+	// n.Style is 0 only for plain, untagged scalars.
+	if tag == "!!str" && n.Style == 0 {
+		if b, ok := yaml11Bool(n.Value); ok {
 			return b, nil
 		}
 	}
@@ -181,7 +196,7 @@ func (c *yamlConverter) scalar(n *yaml.Node) (any, error) {
 	case "!!null":
 		return nil, nil
 	case "!!bool":
-		if b, ok := isPlainYAML11Bool(n); ok {
+		if b, ok := yaml11Bool(n.Value); ok {
 			return b, nil
 		}
 		var b bool
@@ -198,6 +213,13 @@ func (c *yamlConverter) scalar(n *yaml.Node) (any, error) {
 		}
 		return nil, fmt.Errorf("invalid int %q", n.Value)
 	case "!!float":
+		// yaml.v3 resolves integers beyond 64 bits as floats; PyYAML
+		// keeps them exact.
+		if isIntLiteral(n.Value) {
+			if b, ok := new(big.Int).SetString(strings.ReplaceAll(n.Value, "_", ""), 10); ok {
+				return b, nil
+			}
+		}
 		var f float64
 		err := n.Decode(&f)
 		return f, err
