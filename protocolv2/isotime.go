@@ -22,7 +22,7 @@ var errBadTime = errors.New("not an ISO 8601 date/time")
 //     HH, HH:MM, HH:MM:SS or the basic forms HHMM, HHMMSS;
 //   - an optional fraction after the seconds, '.' or ',' and one or more
 //     digits; digits after the sixth are ignored (microsecond precision);
-//   - an optional zone: Z or z (UTC), ±HH, ±HHMM or ±HH:MM.
+//   - an optional zone: Z or z (UTC), ±HH, ±HHMM, ±HH:MM or ±HH:MM:SS.
 //
 // The whole string must match (Celery 5.2 ignored trailing garbage; 5.3+
 // does not). Values out of range (month 13, Feb 30, hour 24, second 60)
@@ -232,11 +232,17 @@ func (p *isoParser) zone() (int, bool) {
 	if !ok {
 		return 0, false
 	}
-	mm := 0
+	mm, ss := 0, 0
 	if p.peek() == ':' {
 		p.i++
 		if mm, ok = p.digits(2); !ok {
 			return 0, false
+		}
+		if p.peek() == ':' { // +HH:MM:SS, as Python's isoformat writes it
+			p.i++
+			if ss, ok = p.digits(2); !ok || ss > 59 {
+				return 0, false
+			}
 		}
 	} else if isDigit(p.peek()) {
 		if mm, ok = p.digits(2); !ok {
@@ -246,7 +252,7 @@ func (p *isoParser) zone() (int, bool) {
 	if hh > 23 || mm > 59 {
 		return 0, false
 	}
-	return sign * (hh*3600 + mm*60), true
+	return sign * (hh*3600 + mm*60 + ss), true
 }
 
 func daysIn(year, month int) int {
