@@ -78,7 +78,7 @@ var envelopeCases = []envelopeCase{
 	{file: "redis-5.2-task-old-style-errback.json", task: "wiretasks.on_err_old", id: "d17e0479-4532-4f2a-aaba-b3d009e85478",
 		args: []any{"aaaaaaaa-0000-4000-8000-000000000005"}, kwargs: map[string]any{}},
 	{file: "redis-5.2-task-msgpack.json", contentType: ContentTypeMsgpack, encoding: "binary", task: "wiretasks.add",
-		id: "11111111-1111-4111-8111-111111111111",
+		id:   "11111111-1111-4111-8111-111111111111",
 		body: []any{[]any{int64(1), int64(2)}, map[string]any{}, embedNone()}},
 	{file: "redis-5.2-task-zlib.json", task: "wiretasks.add", id: "11111111-1111-4111-8111-111111111111",
 		compression: CompressionZlib,

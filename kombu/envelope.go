@@ -69,7 +69,10 @@ func decodeEnvelopeInto(m *Message, data []byte) error {
 			if d.peek() == 'n' {
 				return d.skipValue()
 			}
-			v, err := d.value()
+			if d.peek() != '{' {
+				return errors.New("headers is not an object")
+			}
+			v, err := d.objectSized(24) // Celery task headers: 16-20 keys
 			if err != nil {
 				return err
 			}

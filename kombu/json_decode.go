@@ -206,7 +206,12 @@ func (d *jsonDecoder) objectMembers(fn func(key []byte) error) error {
 }
 
 func (d *jsonDecoder) object() (any, error) {
-	m := make(map[string]any)
+	return d.objectSized(0)
+}
+
+// objectSized parses an object into a map pre-sized for hint members.
+func (d *jsonDecoder) objectSized(hint int) (any, error) {
+	m := make(map[string]any, hint)
 	err := d.objectMembers(func(key []byte) error {
 		k := internKey(key)
 		v, err := d.value()
