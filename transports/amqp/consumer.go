@@ -42,7 +42,13 @@ type consumer struct {
 	gen      *generation // nil while (re)subscribing
 	prefetch int
 
-	in     chan inbound
+	// Deliveries wait in one FIFO per queue; Fetch takes from them round
+	// robin so that one busy queue cannot starve the others.
+	bufMu  sync.Mutex
+	bufs   []fifo
+	next   int
+	notify chan struct{} // capacity 1: "something was buffered"
+
 	done   chan struct{}
 	once   sync.Once
 	wg     sync.WaitGroup
@@ -73,13 +79,13 @@ func (t *Transport) Consume(ctx context.Context, queues []string, prefetch int) 
 			}
 		}
 	}
-	buf := max(prefetch, 64)
 	c := &consumer{
 		t:        t,
 		queues:   slices.Clone(queues),
 		global:   global,
 		prefetch: prefetch,
-		in:       make(chan inbound, buf),
+		bufs:     make([]fifo, len(queues)),
+		notify:   make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		subErr:   make(chan error, 1),
 	}
@@ -194,9 +200,14 @@ func (c *consumer) subscribe(conn *amqp.Connection) (*amqp.Channel, []<-chan amq
 	if err := ch.Qos(prefetch, 0, c.global); err != nil {
 		return fail(fmt.Errorf("amqp: basic.qos: %w", err))
 	}
+	// All but the last basic.consume go out without waiting, so the
+	// queues start delivering at the same moment (fairness between them);
+	// the broker handles methods in order, so the last consume-ok (or the
+	// channel error) also answers for the earlier ones.
 	dcs := make([]<-chan amqp.Delivery, len(c.queues))
 	for i, q := range c.queues {
-		dc, err := ch.Consume(q, "", false, false, false, false, nil)
+		last := i == len(c.queues)-1
+		dc, err := ch.Consume(q, "", false, false, false, !last, nil)
 		if err != nil {
 			return fail(fmt.Errorf("amqp: consume %q: %w", q, err))
 		}
@@ -205,16 +216,16 @@ func (c *consumer) subscribe(conn *amqp.Connection) (*amqp.Channel, []<-chan amq
 	return ch, dcs, nil
 }
 
-// forward copies deliveries of one channel generation into c.in until any
-// of the delivery channels closes (channel loss or server-side cancel) or
-// the consumer is closed.
+// forward buffers deliveries of one channel generation until any of the
+// delivery channels closes (channel loss or server-side cancel) or the
+// consumer is closed. The buffers are bounded by the prefetch count.
 func (c *consumer) forward(g *generation, dcs []<-chan amqp.Delivery) {
 	stop := make(chan struct{})
 	var once sync.Once
 	var wg sync.WaitGroup
 	for i, dc := range dcs {
 		wg.Add(1)
-		go func(q string, dc <-chan amqp.Delivery) {
+		go func(qi int, dc <-chan amqp.Delivery) {
 			defer wg.Done()
 			defer once.Do(func() { close(stop) })
 			for {
@@ -223,12 +234,12 @@ func (c *consumer) forward(g *generation, dcs []<-chan amqp.Delivery) {
 					if !ok {
 						return
 					}
+					c.bufMu.Lock()
+					c.bufs[qi].push(inbound{d: d, gen: g, queue: c.queues[qi]})
+					c.bufMu.Unlock()
 					select {
-					case c.in <- inbound{d: d, gen: g, queue: q}:
-					case <-c.done:
-						return
-					case <-stop:
-						return
+					case c.notify <- struct{}{}:
+					default:
 					}
 				case <-c.done:
 					return
@@ -236,14 +247,37 @@ func (c *consumer) forward(g *generation, dcs []<-chan amqp.Delivery) {
 					return
 				}
 			}
-		}(c.queues[i], dc)
+		}(i, dc)
 	}
 	<-stop
-	// Let the siblings notice; if the channel is still open (server cancel
-	// of one queue), closing it ends the others.
+	// If the channel is still open (server cancel of one queue), closing
+	// it ends the other deliveries channels.
 	g.ch.Close()
 	wg.Wait()
 }
+
+// fifo is a queue of buffered deliveries.
+type fifo struct {
+	items []inbound
+	head  int
+}
+
+func (f *fifo) push(in inbound) { f.items = append(f.items, in) }
+
+func (f *fifo) pop() (inbound, bool) {
+	if f.head == len(f.items) {
+		return inbound{}, false
+	}
+	in := f.items[f.head]
+	f.items[f.head] = inbound{}
+	f.head++
+	if f.head == len(f.items) {
+		f.items, f.head = f.items[:0], 0
+	}
+	return in, true
+}
+
+func (f *fifo) len() int { return len(f.items) - f.head }
 
 // current returns the live generation, or nil.
 func (c *consumer) current() *generation {
@@ -253,44 +287,72 @@ func (c *consumer) current() *generation {
 }
 
 // Fetch blocks until one delivery is available (or ctx is done, or the
-// consumer is closed), then adds what is immediately available up to max.
-// Deliveries buffered from a channel that has since died are dropped here:
-// the broker requeued them and delivers them again.
+// consumer is closed), then adds what is immediately available up to max,
+// taking from the consumed queues round robin. Deliveries buffered from a
+// channel that has since died are dropped here: the broker requeued them
+// and delivers them again.
 func (c *consumer) Fetch(ctx context.Context, max int) ([]*transports.Delivery, error) {
 	if max < 1 {
 		max = 1
 	}
-	var out []*transports.Delivery
-	for len(out) == 0 {
+	for {
 		select {
-		case in := <-c.in:
-			if d := c.accept(in); d != nil {
-				out = make([]*transports.Delivery, 0, min(max, 1+len(c.in)))
-				out = append(out, d)
-			}
+		case <-c.done:
+			return nil, transports.ErrClosed
+		default:
+		}
+		if out := c.take(max); len(out) > 0 {
+			return out, nil
+		}
+		select {
+		case <-c.notify:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-c.done:
 			return nil, transports.ErrClosed
 		}
 	}
-	for len(out) < max {
-		select {
-		case in := <-c.in:
-			if d := c.accept(in); d != nil {
-				out = append(out, d)
-			}
-		default:
-			return out, nil
-		}
-	}
-	return out, nil
 }
 
-func (c *consumer) accept(in inbound) *transports.Delivery {
-	if c.current() != in.gen {
+// take removes up to max live deliveries from the buffers, one queue at a
+// time in turn.
+func (c *consumer) take(max int) []*transports.Delivery {
+	cur := c.current()
+	c.bufMu.Lock()
+	defer c.bufMu.Unlock()
+	n := len(c.bufs)
+	avail := 0
+	for i := range c.bufs {
+		avail += c.bufs[i].len()
+	}
+	if avail == 0 {
 		return nil
 	}
+	out := make([]*transports.Delivery, 0, min(max, avail))
+	for len(out) < max {
+		took := false
+		for i := 0; i < n && len(out) < max; i++ {
+			qi := (c.next + i) % n
+			in, ok := c.bufs[qi].pop()
+			if !ok {
+				continue
+			}
+			took = true
+			if in.gen != cur {
+				continue // stale: requeued by the broker
+			}
+			out = append(out, c.delivery(in))
+			c.next = (qi + 1) % n
+			break
+		}
+		if !took {
+			break
+		}
+	}
+	return out
+}
+
+func (c *consumer) delivery(in inbound) *transports.Delivery {
 	return &transports.Delivery{
 		Message:     MessageFromDelivery(&in.d),
 		Queue:       in.queue,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -414,4 +415,27 @@ func TestReconnectDuringLateAcks(t *testing.T) {
 	if d := queueDepth(t, url, name); d != 1 {
 		t.Fatalf("depth after publish %d", d)
 	}
+}
+
+func TestConsumeMissingQueue(t *testing.T) {
+	url := rabbitURL(t)
+	tr := newTestTransport(t, url, Options{})
+	name := uniq(t)
+	declareTestQueue(t, tr, url, transports.Queue{Name: name, Durable: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, qs := range [][]string{{name + "_missing", name}, {name, name + "_missing"}} {
+		if c, err := tr.Consume(ctx, qs, 1); err == nil || !strings.Contains(err.Error(), "NOT_FOUND") {
+			if c != nil {
+				c.Close()
+			}
+			t.Errorf("consume %v: %v, want NOT_FOUND", qs, err)
+		}
+	}
+	// The transport is still usable.
+	c, err := tr.Consume(ctx, []string{name}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
 }

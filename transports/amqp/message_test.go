@@ -408,3 +408,20 @@ func TestParseBrokerURLs(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseBrokerURLs(f *testing.F) {
+	for _, s := range []string{"amqp://guest:guest@localhost:5672//", "amqp://a;amqps://b/v", "pyamqp://u:p@h:1/%2F", "amqp://[::1", ";;", "amqp://h/\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		us, err := parseBrokerURLs(s)
+		if err != nil {
+			return
+		}
+		for _, u := range us {
+			if u.vhost == "" || u.dial == "" {
+				t.Fatalf("%q: empty vhost or dial url: %+v", s, u)
+			}
+		}
+	})
+}
