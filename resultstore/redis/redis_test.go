@@ -1,14 +1,17 @@
 package redisstore
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -477,19 +480,27 @@ func TestChordAgainstCapture(t *testing.T) {
 	// captured id with a random suffix keeps the layout and stays unique.
 	raw := rawClient(t, testURL())
 	gid := capGID[:len(capGID)-8] + randHex(4)
-	b, err := New(context.Background(), testURL(), Options{})
+	ropts, err := redis.ParseURL(testURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientName := "rstest-chord-" + randHex(4)
+	ropts.ClientName = clientName
+	client := redis.NewClient(ropts)
+	b, err := NewWithClient(context.Background(), client, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		raw.Del(context.Background(), "celery-taskset-meta-"+gid+".j", "celery-taskset-meta-"+gid+".t", "celery-taskset-meta-"+gid+".s")
-		b.Close()
+		client.Close()
 	})
 	ctx := context.Background()
 	gk := "celery-taskset-meta-" + gid
 	if b.GroupKey(gid) != gk {
 		t.Fatalf("GroupKey = %q", b.GroupKey(gid))
 	}
+	mon := startMonitor(t, raw)
 	ps := subscribe(t, raw, gk+".s")
 	if err := b.SetChordSize(ctx, gid, 3); err != nil {
 		t.Fatal(err)
@@ -554,6 +565,137 @@ func TestChordAgainstCapture(t *testing.T) {
 	}
 	if n, _ := raw.Exists(ctx, gk+".j", gk+".t", gk+".s").Result(); n != 0 {
 		t.Errorf("%d chord keys left after ChordComplete", n)
+	}
+
+	// The commands Redis executed for this group (inside our scripts) are
+	// the ones Celery sends, in the same order.
+	lines := mon.stop(t, raw, gid)
+	// Keep only what the backend's own connections (and its scripts) ran.
+	clients, err := raw.ClientList(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sources []string
+	for _, c := range strings.Split(clients, "\n") {
+		if strings.Contains(c, " name="+clientName+" ") {
+			for _, f := range strings.Fields(c) {
+				if addr, ok := strings.CutPrefix(f, "addr="); ok {
+					sources = append(sources, " "+addr+"]")
+				}
+			}
+		}
+	}
+	if len(sources) == 0 {
+		t.Fatalf("backend connections not found in CLIENT LIST")
+	}
+	var got []string
+	for _, line := range lines {
+		if !strings.Contains(line, gid) {
+			continue
+		}
+		fromBackend := strings.Contains(line, " lua]")
+		for _, src := range sources {
+			fromBackend = fromBackend || strings.Contains(line, src)
+		}
+		if !fromBackend {
+			continue
+		}
+		var args []string
+		for _, m := range monitorArg.FindAllStringSubmatch(line, -1) {
+			args = append(args, unquoteMonitor(m[1]))
+		}
+		cmd := strings.ToUpper(args[0])
+		if cmd == "EVALSHA" || cmd == "ECHO" {
+			continue
+		}
+		for _, key := range args[1:] {
+			if cmd != "DEL" && key != args[1] {
+				break
+			}
+			key = strings.TrimPrefix(key, "celery-taskset-meta-"+gid)
+			if key == "" {
+				key = "(group)"
+			}
+			got = append(got, cmd+" "+key)
+		}
+		if cmd == "ZADD" && (args[2] != parts[0].score && args[2] != parts[1].score && args[2] != parts[2].score) {
+			t.Errorf("ZADD score %q", args[2])
+		}
+	}
+	if strings.Join(got, ",") != wantCmds {
+		t.Errorf("commands:\n got %s\nwant %s", strings.Join(got, ","), wantCmds)
+	}
+}
+
+type monitor struct {
+	conn  net.Conn
+	mu    sync.Mutex
+	lines []string
+	done  chan struct{}
+}
+
+// startMonitor opens a MONITOR connection to the test Redis.
+func startMonitor(t *testing.T, raw *redis.Client) *monitor {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", raw.Options().Addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw.Options().Password != "" {
+		t.Skip("MONITOR helper does not authenticate")
+	}
+	if _, err := conn.Write([]byte("MONITOR\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(conn)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, err := r.ReadString('\n'); err != nil || line != "+OK\r\n" {
+		t.Fatalf("MONITOR: %q %v", line, err)
+	}
+	conn.SetReadDeadline(time.Time{})
+	m := &monitor{conn: conn, done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			m.mu.Lock()
+			m.lines = append(m.lines, strings.TrimRight(line, "\r\n"))
+			m.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { conn.Close(); <-m.done })
+	return m
+}
+
+// stop sends a marker, waits until MONITOR has shown it, and returns the
+// lines seen.
+func (m *monitor) stop(t *testing.T, raw *redis.Client, tag string) []string {
+	t.Helper()
+	marker := tag + "-monitor-end"
+	if err := raw.Echo(context.Background(), marker).Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m.mu.Lock()
+		n := len(m.lines)
+		seen := n > 0 && strings.Contains(m.lines[n-1], marker)
+		for i := 0; i < n && !seen; i++ {
+			seen = strings.Contains(m.lines[i], marker)
+		}
+		lines := append([]string(nil), m.lines...)
+		m.mu.Unlock()
+		if seen {
+			m.conn.Close()
+			return lines
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("MONITOR never showed the end marker")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
