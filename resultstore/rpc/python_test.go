@@ -91,7 +91,12 @@ func TestPythonClientGetsResults(t *testing.T) {
 		}
 		ds = append(ds, got...)
 	}
-	backend := New(tr, Options{})
+	// The backend uses a connection of its own, as a worker would.
+	backend, err := Dial(ctx, url, amqptransport.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
 	for _, d := range ds {
 		p := d.Message.Properties
 		id, _ := d.Message.Headers["id"].(string)
