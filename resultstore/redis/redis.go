@@ -54,6 +54,7 @@ type Options struct {
 type Backend struct {
 	client     *redis.Client
 	expires    int64 // seconds; 0 = no expiry
+	expiresArg any   // expires, boxed once for the script calls
 	taskPrefix string
 	groupPref  string
 	style      resultstore.Style
@@ -104,6 +105,7 @@ func NewWithClient(ctx context.Context, client *redis.Client, opts Options) (*Ba
 	default:
 		b.expires = int64((opts.ResultExpires + time.Second - 1) / time.Second)
 	}
+	b.expiresArg = strconv.FormatInt(b.expires, 10)
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -291,10 +293,9 @@ func (b *Backend) store(ctx context.Context, metas []*resultstore.Meta) (int, er
 		buf.ends = append(buf.ends, len(buf.data))
 		buf.keys = append(buf.keys, b.taskPrefix+m.TaskID)
 	}
-	expires := b.expires
 	for attempt := 0; ; attempt++ {
 		sha, _ := b.shas()
-		n, err := b.runStore(ctx, sha, buf, expires)
+		n, err := b.runStore(ctx, sha, buf)
 		if isNoScript(err) && attempt == 0 {
 			if err := b.loadScripts(ctx); err != nil {
 				return 0, err
@@ -311,7 +312,8 @@ func (b *Backend) store(ctx context.Context, metas []*resultstore.Meta) (int, er
 	}
 }
 
-func (b *Backend) runStore(ctx context.Context, sha string, buf *batchBuf, expires int64) (int, error) {
+func (b *Backend) runStore(ctx context.Context, sha string, buf *batchBuf) (int, error) {
+	expires := b.expiresArg
 	if len(buf.keys) == 1 {
 		return b.client.EvalSha(ctx, sha, buf.keys[:1], buf.data, expires).Int()
 	}
