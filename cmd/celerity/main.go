@@ -1,0 +1,236 @@
+// Command celerity runs a Go Celery worker that shares queues and result
+// stores with Python Celery.
+//
+//	celerity worker -b redis://localhost:6379/0 --result-backend redis://localhost:6379/1 -Q celery
+//	celerity demo
+//
+// Run "celerity worker -h" for the options; they carry Celery's names.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/celerity-go/celerity"
+	"github.com/celerity-go/celerity/handlers"
+	"github.com/celerity-go/celerity/internal/celerylog"
+)
+
+// errUsage marks configuration errors: one line on stderr, exit status 2.
+var errUsage = errors.New("usage")
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: celerity worker|demo [options]")
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "worker":
+		err = workerCmd(args[1:], stderr)
+	case "demo":
+		err = demoCmd(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprintln(stdout, "usage: celerity worker|demo [options]; celerity worker -h for the worker's options")
+		return 0
+	default:
+		err = fmt.Errorf("%w: unknown command %q (want worker or demo)", errUsage, args[0])
+	}
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(stderr, "celerity: "+strings.TrimPrefix(err.Error(), "usage: "))
+	if errors.Is(err, errUsage) {
+		return 2
+	}
+	return 1
+}
+
+// parseWorkerFlags merges defaults, --config YAML, environment and flags.
+func parseWorkerFlags(args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
+	s := defaultSettings()
+	fs := flag.NewFlagSet("celerity worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		broker, backend, queues, hostname, loglevel, config string
+		concurrency, prefetch                               int
+	)
+	str := func(p *string, names []string, usage string) {
+		for _, n := range names {
+			fs.StringVar(p, n, "", usage)
+		}
+	}
+	str(&broker, []string{"b", "broker"}, "broker URL (broker_url), e.g. redis://localhost:6379/0 or amqp://guest:guest@localhost//")
+	str(&backend, []string{"result-backend"}, "result backend URL (result_backend): redis://… or rpc://")
+	str(&queues, []string{"Q", "queues"}, "comma-separated queues to consume (default: task_default_queue)")
+	str(&hostname, []string{"n", "hostname"}, "node name, default celery@%h (%h host, %n short name, %d domain)")
+	str(&loglevel, []string{"l", "loglevel"}, "DEBUG, INFO, WARNING, ERROR, CRITICAL")
+	str(&config, []string{"config"}, "YAML file with Celery setting names")
+	for _, n := range []string{"c", "concurrency"} {
+		fs.IntVar(&concurrency, n, 0, "tasks run at once (worker_concurrency), default: number of CPUs")
+	}
+	fs.IntVar(&prefetch, "prefetch-multiplier", -1, "worker_prefetch_multiplier (default 4)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return s, err
+		}
+		return s, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return s, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if config != "" {
+		if err := s.loadYAML(config); err != nil {
+			return s, fmt.Errorf("%w: config: %v", errUsage, err)
+		}
+	}
+	if err := s.loadEnv(getenv); err != nil {
+		return s, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if broker != "" {
+		s.BrokerURL = broker
+	}
+	if backend != "" {
+		s.ResultBackend = backend
+	}
+	if queues != "" {
+		s.Queues = splitList(queues)
+	}
+	if hostname != "" {
+		s.Hostname = hostname
+	}
+	if loglevel != "" {
+		s.LogLevel = loglevel
+	}
+	if concurrency != 0 {
+		s.Concurrency = concurrency
+	}
+	if prefetch >= 0 {
+		s.PrefetchMultiplier = prefetch
+	}
+	if s.Concurrency < 0 {
+		return s, fmt.Errorf("%w: concurrency must be positive", errUsage)
+	}
+	if _, err := parseLevel(s.LogLevel); err != nil {
+		return s, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return s, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToUpper(s) {
+	case "DEBUG":
+		return slog.LevelDebug, nil
+	case "INFO", "":
+		return slog.LevelInfo, nil
+	case "WARNING", "WARN":
+		return slog.LevelWarn, nil
+	case "ERROR", "CRITICAL", "FATAL":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("unknown log level %q", s)
+}
+
+// expandHostname applies Celery's %h, %n and %d node name substitutions.
+func expandHostname(name string) string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "localhost"
+	}
+	short, domain, _ := strings.Cut(host, ".")
+	if name == "" {
+		name = "celery@%h"
+	}
+	r := strings.NewReplacer("%h", host, "%n", short, "%d", domain, "%%", "%")
+	name = r.Replace(name)
+	if !strings.Contains(name, "@") {
+		name = "celery@" + name
+	}
+	return name
+}
+
+func workerCmd(args []string, stderr io.Writer) error {
+	s, err := parseWorkerFlags(args, os.Getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	level, _ := parseLevel(s.LogLevel)
+	logger := slog.New(celerylog.New(stderr, level))
+	slog.SetDefault(logger)
+
+	fetchCtx, stopFetch := context.WithCancel(context.Background())
+	workCtx, stopWork := context.WithCancel(context.Background())
+	defer stopWork()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+	go func() {
+		warm := true
+		for sig := range sigs {
+			if warm && sig != syscall.SIGQUIT {
+				logger.Warn("worker: Warm shutdown (MainProcess)")
+				stopFetch()
+				warm = false
+				continue
+			}
+			logger.Warn("worker: Cold shutdown (MainProcess)")
+			stopFetch()
+			stopWork()
+			return
+		}
+	}()
+
+	w, cleanup, err := buildWorker(fetchCtx, s, logger)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if err := handlers.Register(w, logger); err != nil {
+		return err
+	}
+	return w.Run(fetchCtx, workCtx)
+}
+
+// workerConfig maps settings onto the library's Config.
+func workerConfig(s settings, logger *slog.Logger) celerity.Config {
+	queues := s.Queues
+	if len(queues) == 0 {
+		if len(s.TaskQueues) > 0 {
+			for _, q := range s.TaskQueues {
+				queues = append(queues, q.Name)
+			}
+		} else {
+			queues = []string{s.DefaultQueue}
+		}
+	}
+	pm := s.PrefetchMultiplier
+	if pm == 0 {
+		pm = -1 // Celery's 0: unlimited
+	}
+	return celerity.Config{
+		Hostname:           expandHostname(s.Hostname),
+		Queues:             queues,
+		Concurrency:        s.Concurrency,
+		PrefetchMultiplier: pm,
+		AcksLate:           s.AcksLate,
+		TrackStarted:       s.TrackStarted,
+		ResultExtended:     s.ResultExtended,
+		AcceptContent:      s.AcceptContent,
+		Logger:             logger,
+	}
+}

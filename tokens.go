@@ -1,0 +1,189 @@
+package celerity
+
+import (
+	"container/heap"
+	"context"
+	"sync"
+	"time"
+)
+
+// tokenPool counts the prefetch budget: one token per reserved message.
+type tokenPool struct {
+	mu    sync.Mutex
+	avail int
+	wake  chan struct{} // signalled when tokens come back
+}
+
+func newTokenPool(n int) *tokenPool {
+	return &tokenPool{avail: n, wake: make(chan struct{}, 1)}
+}
+
+// acquire waits for at least one token and takes all that are free. It
+// returns 0 when ctx is done.
+func (tp *tokenPool) acquire(ctx context.Context) int {
+	for {
+		tp.mu.Lock()
+		if n := tp.avail; n > 0 {
+			tp.avail = 0
+			tp.mu.Unlock()
+			return n
+		}
+		tp.mu.Unlock()
+		select {
+		case <-tp.wake:
+		case <-ctx.Done():
+			return 0
+		}
+	}
+}
+
+// take waits for exactly one token; false when ctx is done.
+func (tp *tokenPool) take(ctx context.Context) bool {
+	for {
+		tp.mu.Lock()
+		if tp.avail > 0 {
+			tp.avail--
+			tp.mu.Unlock()
+			return true
+		}
+		tp.mu.Unlock()
+		select {
+		case <-tp.wake:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+func (tp *tokenPool) release(n int) {
+	if n <= 0 {
+		return
+	}
+	tp.mu.Lock()
+	tp.avail += n
+	tp.mu.Unlock()
+	select {
+	case tp.wake <- struct{}{}:
+	default:
+	}
+}
+
+// etaTimer holds tasks until their ETA in one heap served by one goroutine,
+// so waiting tasks never occupy an execution slot.
+type etaTimer struct {
+	mu      sync.Mutex
+	h       etaHeap
+	seq     uint64
+	kick    chan struct{}
+	done    chan struct{}
+	stopped bool
+	due     func(*job)
+	wg      sync.WaitGroup
+}
+
+type etaItem struct {
+	at  time.Time
+	seq uint64
+	j   *job
+}
+
+type etaHeap []etaItem
+
+func (h etaHeap) Len() int { return len(h) }
+func (h etaHeap) Less(i, k int) bool {
+	if h[i].at.Equal(h[k].at) {
+		return h[i].seq < h[k].seq
+	}
+	return h[i].at.Before(h[k].at)
+}
+func (h etaHeap) Swap(i, k int) { h[i], h[k] = h[k], h[i] }
+func (h *etaHeap) Push(x any)   { *h = append(*h, x.(etaItem)) }
+func (h *etaHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}
+
+func newETATimer(due func(*job)) *etaTimer {
+	t := &etaTimer{kick: make(chan struct{}, 1), done: make(chan struct{}), due: due}
+	t.wg.Add(1)
+	go t.loop()
+	return t
+}
+
+func (t *etaTimer) add(at time.Time, j *job) {
+	t.mu.Lock()
+	t.seq++
+	heap.Push(&t.h, etaItem{at: at, seq: t.seq, j: j})
+	t.mu.Unlock()
+	select {
+	case t.kick <- struct{}{}:
+	default:
+	}
+}
+
+// len reports how many tasks are held.
+func (t *etaTimer) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.h)
+}
+
+func (t *etaTimer) loop() {
+	defer t.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		t.mu.Lock()
+		var wait time.Duration = time.Hour
+		var ready []*job
+		now := time.Now()
+		for len(t.h) > 0 {
+			if d := t.h[0].at.Sub(now); d > 0 {
+				wait = d
+				break
+			}
+			ready = append(ready, heap.Pop(&t.h).(etaItem).j)
+		}
+		t.mu.Unlock()
+		for _, j := range ready {
+			t.due(j)
+		}
+		if len(ready) > 0 {
+			continue
+		}
+		timer.Reset(wait)
+		select {
+		case <-timer.C:
+		case <-t.kick:
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		case <-t.done:
+			return
+		}
+	}
+}
+
+// stop ends the timer and returns the tasks still held.
+func (t *etaTimer) stop() []*job {
+	t.mu.Lock()
+	if !t.stopped {
+		t.stopped = true
+		close(t.done)
+	}
+	t.mu.Unlock()
+	t.wg.Wait()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*job, 0, len(t.h))
+	for _, it := range t.h {
+		out = append(out, it.j)
+	}
+	t.h = nil
+	return out
+}

@@ -1,0 +1,710 @@
+package celerity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/celerity-go/celerity/kombu"
+	"github.com/celerity-go/celerity/protocolv2"
+	"github.com/celerity-go/celerity/resultstore"
+	"github.com/celerity-go/celerity/transports"
+)
+
+// Worker consumes task messages from a transport, runs their handlers and
+// stores their results. Register handlers before calling Run.
+type Worker struct {
+	cfg      Config
+	tr       transports.Transport
+	rb       resultstore.Backend
+	reg      *kombu.Registry
+	log      *slog.Logger
+	pid      int
+	handlers map[string]*registered
+	mw       []Middleware
+
+	mu      sync.Mutex
+	running bool
+}
+
+// NewWorker returns a worker consuming from tr and storing results in rb
+// (nil: results are not stored, as with Celery's disabled backend).
+func NewWorker(tr transports.Transport, rb resultstore.Backend, cfg Config) (*Worker, error) {
+	if tr == nil {
+		return nil, errors.New("celerity: nil transport")
+	}
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	reg, err := kombu.NewRegistry(cfg.AcceptContent)
+	if err != nil {
+		return nil, fmt.Errorf("celerity: accept_content: %w", err)
+	}
+	return &Worker{
+		cfg:      cfg,
+		tr:       tr,
+		rb:       rb,
+		reg:      reg,
+		log:      cfg.Logger,
+		pid:      os.Getpid(),
+		handlers: map[string]*registered{},
+	}, nil
+}
+
+// Hostname returns the worker's node name.
+func (w *Worker) Hostname() string { return w.cfg.Hostname }
+
+// Handle registers a raw handler for the task called name.
+func (w *Worker) Handle(name string, h Handler, opts ...TaskOption) error {
+	if name == "" || h == nil {
+		return errors.New("celerity: Handle needs a name and a handler")
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.running {
+		return errors.New("celerity: Handle after Run")
+	}
+	if _, dup := w.handlers[name]; dup {
+		return fmt.Errorf("celerity: task %q registered twice", name)
+	}
+	r := &registered{name: name, handler: h}
+	for _, o := range opts {
+		o(&r.opts)
+	}
+	w.handlers[name] = r
+	return nil
+}
+
+// Use adds middleware around every handler, outermost first.
+func (w *Worker) Use(mw ...Middleware) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.mw = append(w.mw, mw...)
+}
+
+// Registered returns the registered task names.
+func (w *Worker) Registered() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	names := make([]string, 0, len(w.handlers))
+	for n := range w.handlers {
+		names = append(names, n)
+	}
+	return names
+}
+
+// Run consumes until fetchCtx is done, then shuts down warmly: it stops
+// fetching, hands prefetched-but-unstarted messages back to the broker,
+// waits for running tasks and flushes their results and acks. When workCtx
+// is done first (cold shutdown) running handlers see their context
+// cancelled. Run returns nil after a clean shutdown.
+func (w *Worker) Run(fetchCtx, workCtx context.Context) error {
+	w.mu.Lock()
+	if w.running {
+		w.mu.Unlock()
+		return errors.New("celerity: Run called twice")
+	}
+	w.running = true
+	for _, r := range w.handlers {
+		for i := len(w.mw) - 1; i >= 0; i-- {
+			r.handler = w.mw[i](r.handler)
+		}
+	}
+	w.mu.Unlock()
+
+	if err := w.tr.Declare(fetchCtx, w.cfg.declarations()...); err != nil {
+		return fmt.Errorf("celerity: declare queues: %w", err)
+	}
+	cons, err := w.tr.Consume(fetchCtx, w.cfg.Queues, w.cfg.prefetch())
+	if err != nil {
+		return fmt.Errorf("celerity: consume: %w", err)
+	}
+	p := newPipeline(w, cons, fetchCtx, workCtx)
+	w.log.Info(fmt.Sprintf("%s ready.", w.cfg.Hostname), "hostname", w.cfg.Hostname,
+		"queues", w.cfg.Queues, "concurrency", w.cfg.Concurrency)
+	p.run()
+	if err := cons.Close(); err != nil {
+		w.log.Warn("closing consumer", "error", err)
+	}
+	return nil
+}
+
+// pipeline is one Run: fetcher → executors → result writer → acker.
+type pipeline struct {
+	w        *Worker
+	cons     transports.Consumer
+	fetchCtx context.Context
+	workCtx  context.Context
+
+	tokens  *tokenPool
+	work    chan *job
+	results chan resultJob
+	acks    chan ackJob
+	timer   *etaTimer
+
+	restoreMu sync.Mutex
+	restore   []*transports.Delivery
+}
+
+// job is one task between fetch and completion.
+type job struct {
+	d   *transports.Delivery
+	t   *protocolv2.Task
+	reg *registered
+	req *Request
+}
+
+type resultJob struct {
+	meta   *resultstore.Meta // nil: nothing to store
+	settle *transports.Delivery
+	reject bool // settle by reject(requeue=false) instead of ack
+}
+
+type ackJob struct {
+	d       *transports.Delivery
+	reject  bool
+	requeue bool
+}
+
+func newPipeline(w *Worker, cons transports.Consumer, fetchCtx, workCtx context.Context) *pipeline {
+	pf := w.cfg.prefetch()
+	return &pipeline{
+		w: w, cons: cons, fetchCtx: fetchCtx, workCtx: workCtx,
+		tokens:  newTokenPool(pf),
+		work:    make(chan *job, pf),
+		results: make(chan resultJob, 4*w.cfg.Concurrency+64),
+		acks:    make(chan ackJob, pf+64),
+	}
+}
+
+func (p *pipeline) run() {
+	p.timer = newETATimer(func(j *job) { p.dispatchDue(j) })
+	var execWG, fetchWG, resWG, ackWG sync.WaitGroup
+	ackWG.Add(1)
+	go func() { defer ackWG.Done(); p.ackLoop() }()
+	resWG.Add(1)
+	go func() { defer resWG.Done(); p.resultLoop() }()
+	for i := 0; i < p.w.cfg.Concurrency; i++ {
+		execWG.Add(1)
+		go func() { defer execWG.Done(); p.execLoop() }()
+	}
+	fetchWG.Add(1)
+	go func() { defer fetchWG.Done(); p.fetchLoop() }()
+
+	fetchWG.Wait()
+	// Held ETA tasks go back to the broker; then no one sends more work.
+	for _, j := range p.timer.stop() {
+		p.handBack(j.d)
+	}
+	close(p.work)
+	execWG.Wait()
+	close(p.results)
+	resWG.Wait()
+	if ds := p.takeRestore(); len(ds) > 0 {
+		p.w.log.Warn(fmt.Sprintf("Restoring %d unacknowledged message(s)", len(ds)), "count", len(ds))
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(p.workCtx), 30*time.Second)
+		if err := p.cons.Restore(ctx, ds...); err != nil {
+			p.w.log.Error("restoring unacknowledged messages", "error", err)
+		}
+		cancel()
+	}
+	close(p.acks)
+	ackWG.Wait()
+}
+
+func (p *pipeline) handBack(d *transports.Delivery) {
+	p.restoreMu.Lock()
+	p.restore = append(p.restore, d)
+	p.restoreMu.Unlock()
+}
+
+func (p *pipeline) takeRestore() []*transports.Delivery {
+	p.restoreMu.Lock()
+	defer p.restoreMu.Unlock()
+	ds := p.restore
+	p.restore = nil
+	return ds
+}
+
+// fetchLoop reserves messages while the prefetch budget allows.
+func (p *pipeline) fetchLoop() {
+	backoff := 100 * time.Millisecond
+	for p.fetchCtx.Err() == nil {
+		n := p.tokens.acquire(p.fetchCtx)
+		if n == 0 {
+			return
+		}
+		ds, err := p.cons.Fetch(p.fetchCtx, n)
+		p.tokens.release(n - len(ds))
+		if err != nil {
+			if p.fetchCtx.Err() != nil {
+				return
+			}
+			p.w.log.Error("consumer: cannot fetch, retrying", "error", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-p.fetchCtx.Done():
+				return
+			}
+			backoff = min(backoff*2, 10*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		for _, d := range ds {
+			p.work <- &job{d: d}
+		}
+	}
+}
+
+func (p *pipeline) execLoop() {
+	for j := range p.work {
+		if j.t == nil {
+			if !p.receive(j) {
+				continue
+			}
+		}
+		if p.fetchCtx.Err() != nil {
+			// Warm shutdown: not started, so it goes back.
+			p.handBack(j.d)
+			continue
+		}
+		p.execute(j)
+	}
+}
+
+// dispatchDue is called by the ETA timer when a held task is due.
+func (p *pipeline) dispatchDue(j *job) {
+	if !p.tokens.take(p.fetchCtx) {
+		p.handBack(j.d)
+		return
+	}
+	select {
+	case p.work <- j:
+	case <-p.fetchCtx.Done():
+		p.tokens.release(1)
+		p.handBack(j.d)
+	}
+}
+
+// settle acknowledges or rejects a delivery and gives its prefetch token
+// back.
+func (p *pipeline) settle(d *transports.Delivery, reject, requeue bool) {
+	p.acks <- ackJob{d: d, reject: reject, requeue: requeue}
+	p.tokens.release(1)
+}
+
+// ackLoop settles deliveries, acking in batches.
+func (p *pipeline) ackLoop() {
+	batch := make([]*transports.Delivery, 0, 256)
+	for first := range p.acks {
+		batch = batch[:0]
+		p.settleOne(first, &batch)
+	drain:
+		for len(batch) < cap(batch) {
+			select {
+			case a, ok := <-p.acks:
+				if !ok {
+					break drain
+				}
+				p.settleOne(a, &batch)
+			default:
+				break drain
+			}
+		}
+		if len(batch) > 0 {
+			p.retryBroker("ack", func(ctx context.Context) error { return p.cons.Ack(ctx, batch...) })
+		}
+	}
+}
+
+func (p *pipeline) settleOne(a ackJob, batch *[]*transports.Delivery) {
+	if !a.reject {
+		*batch = append(*batch, a.d)
+		return
+	}
+	p.retryBroker("reject", func(ctx context.Context) error { return p.cons.Reject(ctx, a.d, a.requeue) })
+}
+
+// retryBroker runs op until it succeeds, with backoff, giving up only once
+// the work context is done (the broker then redelivers what was not
+// settled).
+func (p *pipeline) retryBroker(what string, op func(context.Context) error) {
+	backoff := 50 * time.Millisecond
+	ctx := context.WithoutCancel(p.workCtx)
+	for attempt := 0; ; attempt++ {
+		opCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := op(opCtx)
+		cancel()
+		if err == nil || errors.Is(err, transports.ErrClosed) {
+			return
+		}
+		if p.workCtx.Err() != nil && attempt > 2 {
+			p.w.log.Error(what+" failed; the broker will redeliver", "error", err)
+			return
+		}
+		p.w.log.Warn(what+" failed, retrying", "error", err, "retry_in", backoff)
+		time.Sleep(backoff)
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// resultLoop stores results in batches, then settles the late-acked
+// deliveries whose results were in the batch: a result is always written
+// before its message is acknowledged.
+func (p *pipeline) resultLoop() {
+	metas := make([]*resultstore.Meta, 0, 256)
+	var settles []resultJob
+	for first := range p.results {
+		metas, settles = metas[:0], settles[:0]
+		add := func(r resultJob) {
+			if r.meta != nil {
+				metas = append(metas, r.meta)
+			}
+			if r.settle != nil {
+				settles = append(settles, r)
+			}
+		}
+		add(first)
+	drain:
+		for len(metas) < cap(metas) {
+			select {
+			case r, ok := <-p.results:
+				if !ok {
+					break drain
+				}
+				add(r)
+			default:
+				break drain
+			}
+		}
+		if len(metas) > 0 && p.w.rb != nil {
+			p.retryBroker("storing results", func(ctx context.Context) error { return p.w.rb.Store(ctx, metas...) })
+		}
+		for _, s := range settles {
+			p.settle(s.settle, s.reject, false)
+		}
+	}
+}
+
+// receive decodes a fresh delivery and decides what happens to it. It
+// returns true when the job is ready to execute now.
+func (p *pipeline) receive(j *job) bool {
+	w := p.w
+	d := j.d
+	name, proto := protocolv2.Peek(d.Message)
+	if proto == 2 {
+		if _, ok := w.handlers[name]; !ok {
+			p.unknownTask(d, name)
+			return false
+		}
+	}
+	t, err := protocolv2.Decode(d.Message, w.reg)
+	if err != nil {
+		p.badMessage(d, err)
+		return false
+	}
+	reg, ok := w.handlers[t.Name]
+	if !ok {
+		p.unknownTask(d, t.Name)
+		return false
+	}
+	j.t, j.reg = t, reg
+	j.req = p.newRequest(d, t)
+	attrs := []any{"task_id", t.ID, "task_name", t.Name}
+	if !t.ETA.IsZero() {
+		w.log.Info(fmt.Sprintf("Task %s[%s] received", t.Name, t.ID), append(attrs, "eta", t.ETA)...)
+	} else {
+		w.log.Info(fmt.Sprintf("Task %s[%s] received", t.Name, t.ID), attrs...)
+	}
+	if p.expired(j) {
+		return false
+	}
+	if !t.ETA.IsZero() && time.Until(t.ETA) > 0 {
+		// Held unacked in the timer; like Celery's prefetch increment, a
+		// held task does not use up the prefetch budget.
+		p.tokens.release(1)
+		p.timer.add(t.ETA, j)
+		return false
+	}
+	return true
+}
+
+func (p *pipeline) newRequest(d *transports.Delivery, t *protocolv2.Task) *Request {
+	m := d.Message
+	return &Request{
+		ID: t.ID, Name: t.Name, Args: t.Args, Kwargs: t.Kwargs,
+		Retries: t.Retries, ETA: t.ETA, Expires: t.Expires,
+		RootID: t.RootID, ParentID: t.ParentID, Group: t.Group, GroupIndex: t.GroupIndex,
+		ReplyTo: m.Properties.ReplyTo, CorrelationID: m.Properties.CorrelationID,
+		Hostname: p.w.cfg.Hostname,
+		DeliveryInfo: DeliveryInfo{
+			Exchange:    m.Properties.DeliveryInfo.Exchange,
+			RoutingKey:  m.Properties.DeliveryInfo.RoutingKey,
+			Priority:    m.Properties.Priority,
+			Redelivered: d.Redelivered,
+		},
+		Headers: t.Extra,
+		Message: t,
+	}
+}
+
+// expired stores REVOKED for a task past its expiry and acks it.
+func (p *pipeline) expired(j *job) bool {
+	t := j.t
+	if t.Expires.IsZero() || time.Now().Before(t.Expires) {
+		return false
+	}
+	p.w.log.Info(fmt.Sprintf("Discarding revoked task: %s[%s]", t.Name, t.ID), "task_id", t.ID, "task_name", t.Name, "reason", "expired")
+	meta := p.newMeta(j, resultstore.Revoked)
+	meta.Result = &resultstore.ExceptionInfo{Type: "TaskRevokedError", Module: "celery.exceptions", Message: []any{"expired"}}
+	p.finish(j, meta, false)
+	return true
+}
+
+// unknownTask does what Celery does with a task nobody registered: log,
+// store FAILURE NotRegistered, reject without requeue.
+func (p *pipeline) unknownTask(d *transports.Delivery, name string) {
+	m := d.Message
+	id, _ := m.Headers["id"].(string)
+	if id == "" {
+		id = m.Properties.CorrelationID
+	}
+	p.w.log.Error(fmt.Sprintf("Received unregistered task of type %s.\n"+
+		"The message has been ignored and discarded.\n\n"+
+		"Did you remember to import the module containing this task?\n"+
+		"Or maybe you're using relative imports?\n\n"+
+		"Please see\nhttps://docs.celeryq.dev/en/latest/internals/protocol.html\n"+
+		"for more information.\n\n"+
+		"The full contents of the message headers:\n%v\n\n"+
+		"The delivery info for this task is:\n%v",
+		protocolv2.PyRepr(name), m.Headers, m.Properties.DeliveryInfo),
+		"task_id", id, "task_name", name)
+	if id != "" && p.w.rb != nil {
+		meta := &resultstore.Meta{
+			TaskID: id, Status: resultstore.Failure,
+			Result:        &resultstore.ExceptionInfo{Type: "NotRegistered", Module: "celery.exceptions", Message: []any{name}},
+			Children:      []any{},
+			DateDone:      time.Now().UTC(),
+			ReplyTo:       m.Properties.ReplyTo,
+			CorrelationID: m.Properties.CorrelationID,
+			TypedJSON:     p.typedJSON(m),
+		}
+		if p.w.cfg.ResultExtended {
+			meta.Extended = &resultstore.Extended{Unknown: true}
+		}
+		p.results <- resultJob{meta: meta, settle: d, reject: true}
+		return
+	}
+	p.settle(d, true, false)
+}
+
+// badMessage handles a message that cannot become a task, as Celery does.
+func (p *pipeline) badMessage(d *transports.Delivery, err error) {
+	m := d.Message
+	id, _ := m.Headers["id"].(string)
+	var cd *kombu.ContentDisallowedError
+	var de *kombu.DecodeError
+	switch {
+	case errors.Is(err, protocolv2.ErrUnknownMessage):
+		p.w.log.Warn("Received and deleted unknown message.  Wrong destination?!?", "task_id", id, "reason", err.Error())
+		p.settle(d, true, false)
+	case errors.As(err, &cd):
+		p.w.log.Error("Received invalid task message: "+err.Error(), "task_id", id, "reason", err.Error())
+		p.settle(d, true, false)
+	case errors.As(err, &de):
+		p.w.log.Error(fmt.Sprintf("Can't decode message body: %v [type:%s encoding:%s]", err,
+			protocolv2.PyRepr(m.ContentType), protocolv2.PyRepr(m.ContentEncoding)),
+			"task_id", id, "reason", err.Error(), "level", "CRITICAL")
+		p.settle(d, false, false)
+	default:
+		p.w.log.Error("Received invalid task message: "+err.Error(), "task_id", id, "reason", err.Error())
+		p.settle(d, true, false)
+	}
+}
+
+func (p *pipeline) typedJSON(m *kombu.Message) bool {
+	switch p.w.cfg.ResultJSON {
+	case ResultJSONTyped:
+		return true
+	case ResultJSONPlain:
+		return false
+	}
+	_, ok := m.Headers["stamped_headers"]
+	return ok
+}
+
+func (p *pipeline) acksLate(j *job) bool {
+	if j.reg.opts.AcksLate != nil {
+		return *j.reg.opts.AcksLate
+	}
+	return p.w.cfg.AcksLate
+}
+
+func (p *pipeline) trackStarted(j *job) bool {
+	if j.reg.opts.TrackStarted != nil {
+		return *j.reg.opts.TrackStarted
+	}
+	return p.w.cfg.TrackStarted
+}
+
+func (p *pipeline) ignoreResult(j *job) bool {
+	return j.reg.opts.IgnoreResult || j.t.IgnoreResult || p.w.rb == nil
+}
+
+func (p *pipeline) newMeta(j *job, status string) *resultstore.Meta {
+	t := j.t
+	m := &resultstore.Meta{
+		TaskID: t.ID, Status: status, Children: []any{},
+		GroupID: t.Group, ParentID: t.ParentID,
+		ReplyTo: j.req.ReplyTo, CorrelationID: j.req.CorrelationID,
+		TypedJSON: p.typedJSON(j.d.Message),
+	}
+	if resultstore.Ready(status) {
+		m.DateDone = time.Now().UTC()
+	}
+	if p.w.cfg.ResultExtended {
+		m.Extended = &resultstore.Extended{
+			Name: t.Name, Args: t.Args, Kwargs: t.Kwargs, Worker: p.w.cfg.Hostname,
+			Retries: t.Retries, Queue: j.req.DeliveryInfo.RoutingKey,
+		}
+	}
+	return m
+}
+
+// finish stores meta (unless results are ignored) and settles the message
+// after the store when it is still unsettled.
+func (p *pipeline) finish(j *job, meta *resultstore.Meta, settled bool) {
+	if meta != nil && p.ignoreResult(j) {
+		meta = nil
+	}
+	var settle *transports.Delivery
+	if !settled {
+		settle = j.d
+	}
+	if meta == nil && settle == nil {
+		return
+	}
+	if meta == nil {
+		p.settle(settle, false, false)
+		return
+	}
+	p.results <- resultJob{meta: meta, settle: settle}
+}
+
+// execute runs a task whose time has come.
+func (p *pipeline) execute(j *job) {
+	w := p.w
+	t := j.t
+	if p.expired(j) {
+		return
+	}
+	late := p.acksLate(j)
+	if !late {
+		p.settle(j.d, false, false)
+	}
+	if p.trackStarted(j) && !p.ignoreResult(j) {
+		m := p.newMeta(j, resultstore.Started)
+		m.Extended = nil
+		m.Result = map[string]any{"pid": int64(w.pid), "hostname": w.cfg.Hostname}
+		p.results <- resultJob{meta: m}
+	}
+	start := time.Now()
+	ret, err, stack := p.call(j)
+	runtime := time.Since(start).Seconds()
+
+	var rej *RejectError
+	switch {
+	case err == nil:
+		w.log.Info(fmt.Sprintf("Task %s[%s] succeeded in %ss: %s", t.Name, t.ID, formatSeconds(runtime), protocolv2.PyRepr(ret)),
+			"task_id", t.ID, "task_name", t.Name, "duration", runtime, "state", resultstore.Success)
+		m := p.newMeta(j, resultstore.Success)
+		m.Result = ret
+		p.finish(j, m, !late)
+	case errors.Is(err, ErrIgnore):
+		w.log.Info(fmt.Sprintf("Task %s[%s] ignored", t.Name, t.ID), "task_id", t.ID, "task_name", t.Name)
+		if late {
+			p.settle(j.d, false, false)
+		}
+	case errors.As(err, &rej):
+		w.log.Info(fmt.Sprintf("Task %s[%s] %v", t.Name, t.ID, rej), "task_id", t.ID, "task_name", t.Name)
+		if late {
+			p.settle(j.d, true, rej.Requeue)
+		}
+	default:
+		exc := pyException(err)
+		tb := traceback(t.Name, exc, err, stack)
+		w.log.Error(fmt.Sprintf("Task %s[%s] raised unexpected: %s", t.Name, t.ID, pyExcRepr(exc)),
+			"task_id", t.ID, "task_name", t.Name, "duration", runtime, "state", resultstore.Failure, "traceback", tb)
+		m := p.newMeta(j, resultstore.Failure)
+		m.Result = &resultstore.ExceptionInfo{Type: exc.Type, Module: exc.Module, Message: exc.Args}
+		m.Traceback = tb
+		p.finish(j, m, !late)
+	}
+}
+
+// call runs the handler, turning a panic into an error with its stack.
+func (p *pipeline) call(j *job) (ret any, err error, stack []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			stack = debug.Stack()
+			if e, ok := r.(error); ok {
+				err = fmt.Errorf("panic: %w", e)
+			} else {
+				err = fmt.Errorf("panic: %v", r)
+			}
+		}
+	}()
+	ret, err = j.reg.handler(p.workCtx, j.req)
+	return ret, err, nil
+}
+
+// traceback renders the text stored as the result's traceback.
+func traceback(task string, exc *PyError, err error, stack []byte) string {
+	s := "Traceback (most recent call last):\n  Go handler for " + strconv.Quote(task)
+	if stack != nil {
+		s += " panicked:\n" + string(stack)
+	} else {
+		s += " returned an error: " + err.Error() + "\n"
+	}
+	return s + exc.Type + ": " + pyArgsText(exc.Args) + "\n"
+}
+
+// pyArgsText renders exception args the way str(exc) does.
+func pyArgsText(args []any) string {
+	switch len(args) {
+	case 0:
+		return ""
+	case 1:
+		if s, ok := args[0].(string); ok {
+			return s
+		}
+		return protocolv2.PyRepr(args[0])
+	}
+	return protocolv2.PyRepr(args)
+}
+
+// pyExcRepr renders repr(exc): ValueError('boom').
+func pyExcRepr(e *PyError) string {
+	s := protocolv2.PyRepr(e.Args)
+	if len(s) >= 2 {
+		s = s[1 : len(s)-1]
+	}
+	return e.Type + "(" + s + ")"
+}
+
+// formatSeconds prints a float as Python's str(float) does for runtimes.
+func formatSeconds(s float64) string {
+	f := strconv.FormatFloat(s, 'g', -1, 64)
+	for _, c := range f {
+		if c == '.' || c == 'e' {
+			return f
+		}
+	}
+	return f + ".0"
+}
