@@ -15,7 +15,7 @@ type addArgs struct {
 
 type optArgs struct {
 	Name  string
-	Count int `celery:",optional"`
+	Count int            `celery:",optional"`
 	Rest  []any          `celery:"*"`
 	Extra map[string]any `celery:"**"`
 }

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/celerity-go/celerity"
 	"github.com/celerity-go/celerity/resultstore"
 	redisstore "github.com/celerity-go/celerity/resultstore/redis"
+	"github.com/celerity-go/celerity/resultstore/rpc"
 	"github.com/celerity-go/celerity/transports"
 	amqptransport "github.com/celerity-go/celerity/transports/amqp"
 	redistransport "github.com/celerity-go/celerity/transports/redis"
@@ -21,7 +21,7 @@ func buildWorker(ctx context.Context, s settings, logger *slog.Logger) (*celerit
 	if err != nil {
 		return nil, nil, err
 	}
-	rb, err := openBackend(ctx, s, logger)
+	rb, err := openBackend(ctx, s, tr, logger)
 	if err != nil {
 		tr.Close()
 		return nil, nil, err
@@ -135,15 +135,21 @@ func asList(v any) ([]any, error) {
 	return xs, nil
 }
 
-func openBackend(ctx context.Context, s settings, logger *slog.Logger) (resultstore.Backend, error) {
+// openBackend opens the result backend. rpc:// replies through the broker
+// connection, so it needs an AMQP broker.
+func openBackend(ctx context.Context, s settings, tr transports.Transport, logger *slog.Logger) (resultstore.Backend, error) {
 	url := s.ResultBackend
+	if url == "rpc" || scheme(url) == "rpc" {
+		at, ok := tr.(*amqptransport.Transport)
+		if !ok {
+			return nil, fmt.Errorf("%w: the rpc:// result backend needs an amqp:// broker", errUsage)
+		}
+		return rpc.New(at, rpc.Options{Persistent: s.ResultPersistent}), nil
+	}
 	switch scheme(url) {
 	case "":
 		if url == "" || url == "disabled" {
 			return nil, nil
-		}
-		if strings.HasPrefix(url, "rpc") {
-			return nil, fmt.Errorf("%w: the rpc:// result backend is not supported yet", errUsage)
 		}
 		return nil, fmt.Errorf("%w: result_backend %q has no scheme", errUsage, url)
 	case "redis", "rediss", "unix":
@@ -155,10 +161,6 @@ func openBackend(ctx context.Context, s settings, logger *slog.Logger) (resultst
 			opts.KeyPrefix = p
 		}
 		return redisstore.New(ctx, url, opts)
-	case "rpc":
-		return nil, fmt.Errorf("%w: the rpc:// result backend is not supported yet", errUsage)
 	}
 	return nil, fmt.Errorf("%w: unsupported result backend %q (want redis://)", errUsage, url)
 }
-
-var _ = time.Second

@@ -26,6 +26,7 @@ type settings struct {
 	ResultExtended     bool
 	AcceptContent      []string
 	ResultExpires      time.Duration
+	ResultPersistent   bool
 	Hostname           string
 	LogLevel           string
 	TransportOptions   map[string]any
@@ -69,6 +70,7 @@ var aliases = map[string]string{
 	"result_expires": "result_expires", "CELERY_TASK_RESULT_EXPIRES": "result_expires",
 	"broker_transport_options": "broker_transport_options", "BROKER_TRANSPORT_OPTIONS": "broker_transport_options",
 	"result_backend_transport_options": "result_backend_transport_options", "CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS": "result_backend_transport_options",
+	"result_persistent": "result_persistent", "CELERY_RESULT_PERSISTENT": "result_persistent",
 	"worker_hostname": "worker_hostname",
 	"worker_loglevel": "worker_loglevel",
 	// Routing is the producers' business; accepted and ignored so a shared
@@ -134,6 +136,8 @@ func (s *settings) set(key string, v any) error {
 		s.AcksLate, err = asBool(v)
 	case "task_track_started":
 		s.TrackStarted, err = asBool(v)
+	case "result_persistent":
+		s.ResultPersistent, err = asBool(v)
 	case "result_extended":
 		s.ResultExtended, err = asBool(v)
 	case "accept_content":
