@@ -344,6 +344,10 @@ func (p *pipeline) retryBroker(what string, op func(context.Context) error) {
 		if err == nil || errors.Is(err, transports.ErrClosed) {
 			return
 		}
+		if errors.Is(err, transports.ErrStaleDelivery) {
+			p.w.log.Warn(what+": the broker already requeued the message", "error", err)
+			return
+		}
 		if p.workCtx.Err() != nil && attempt > 2 {
 			p.w.log.Error(what+" failed; the broker will redeliver", "error", err)
 			return

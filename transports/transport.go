@@ -14,6 +14,12 @@ import (
 // been closed.
 var ErrClosed = errors.New("transports: closed")
 
+// ErrStaleDelivery is reported (wrapped) when a delivery can no longer be
+// settled because the connection or channel it arrived on is gone; the
+// broker has already made the message available again, so retrying the
+// settlement is pointless.
+var ErrStaleDelivery = errors.New("transports: delivery from a closed channel (the broker requeued it)")
+
 // Delivery is one message handed to the worker by a consumer. It must be
 // settled exactly once with Ack, Reject or Restore on the consumer that
 // returned it.

@@ -41,7 +41,7 @@ import (
 // deliveries that arrived on a channel that has since been closed. They
 // were not settled: the broker requeued them when the channel died and
 // will deliver them again.
-var ErrStaleDelivery = errors.New("amqp: delivery from a closed channel (broker requeued it)")
+var ErrStaleDelivery = transports.ErrStaleDelivery
 
 // ErrNacked is returned by Publish when the broker negatively confirms a
 // message.
