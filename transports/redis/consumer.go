@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,6 +33,8 @@ type Consumer struct {
 	done      chan struct{} // closed when the sweep goroutine has exited
 	closed    bool
 	mu        sync.Mutex
+
+	brpops atomic.Int64 // BRPOP calls started (observability, tests)
 }
 
 // Delivery is transports.Delivery; the alias keeps signatures short.
@@ -255,6 +258,7 @@ func (c *Consumer) popBatch(ctx context.Context, max int) ([]*Delivery, error) {
 func (c *Consumer) startBRPOP() {
 	ch := make(chan brpopResult, 1)
 	c.inflight = ch
+	c.brpops.Add(1)
 	keys := c.keys(0)
 	t := c.t
 	go func() {
