@@ -421,10 +421,10 @@ func TestSweepRespectsMutexAndTimeout(t *testing.T) {
 
 func TestParseURL(t *testing.T) {
 	tests := []struct {
-		url                          string
-		network, addr, user, pass    string
-		db                           int
-		tls, insecure, wantErr       bool
+		url                       string
+		network, addr, user, pass string
+		db                        int
+		tls, insecure, wantErr    bool
 	}{
 		{url: "redis://", network: "tcp", addr: "127.0.0.1:6379"},
 		{url: "redis://localhost:6380/13", network: "tcp", addr: "localhost:6380", db: 13},
