@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/celerity-go/celerity/kombu"
 	"github.com/celerity-go/celerity/transports"
 )
@@ -458,5 +456,3 @@ func TestParseURL(t *testing.T) {
 		}
 	}
 }
-
-var _ = redis.Nil
