@@ -1,0 +1,199 @@
+package loadtest
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+)
+
+// Machine describes where the numbers were measured.
+type Machine struct {
+	CPUs        int    `json:"cpus"`
+	CPUModel    string `json:"cpu_model"`
+	MemoryBytes int64  `json:"memory_bytes"`
+	Kernel      string `json:"kernel"`
+	GoVersion   string `json:"go_version"`
+	Celery      string `json:"python_celery,omitempty"`
+	LoadAvg     string `json:"loadavg_at_start"`
+}
+
+// DescribeMachine reads /proc for the machine description.
+func DescribeMachine(python string) Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				var kb int64
+				fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+				m.MemoryBytes = kb * 1024
+			}
+		}
+	}
+	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(data))
+	}
+	if data, err := os.ReadFile("/proc/loadavg"); err == nil {
+		f := strings.Fields(string(data))
+		if len(f) >= 3 {
+			m.LoadAvg = strings.Join(f[:3], " ")
+		}
+	}
+	if python != "" {
+		if out, err := exec.Command(python, "-c", "import celery; print(celery.__version__)").Output(); err == nil {
+			m.Celery = strings.TrimSpace(string(out))
+		}
+	}
+	return m
+}
+
+// row is one metric of the comparison table.
+type row struct {
+	name   string
+	get    func(*WorkerRun) (float64, bool)
+	format string
+	higher bool    // higher is better
+	target float64 // go/python target; 0: none
+}
+
+func (rep *Report) rows() []row {
+	lat := func(f func(*Latency) float64) func(*WorkerRun) (float64, bool) {
+		return func(r *WorkerRun) (float64, bool) {
+			if r.Latency == nil {
+				return 0, false
+			}
+			return f(r.Latency), true
+		}
+	}
+	tput := 0.0
+	if len(rep.Runs) > 0 && rep.Runs[0].Backend != "" {
+		if k, _ := brokerKind(rep.Runs[0].Broker); k == "redis" {
+			tput = 30
+		} else {
+			tput = 10
+		}
+	}
+	return []row{
+		{"tasks/s", func(r *WorkerRun) (float64, bool) { return r.TasksPerSec, r.TasksPerSec > 0 }, "%.0f", true, tput},
+		{"tasks/s incl. startup", func(r *WorkerRun) (float64, bool) { return r.WallTasksPerSec, r.WallTasksPerSec > 0 }, "%.0f", true, 0},
+		{"startup to first task (s)", func(r *WorkerRun) (float64, bool) { return r.StartupSeconds, r.StartupSeconds > 0 }, "%.2f", false, 0},
+		{"peak RSS, MiB (sum VmHWM)", func(r *WorkerRun) (float64, bool) {
+			return float64(r.PeakRSSBytes) / (1 << 20), r.PeakRSSBytes > 0
+		}, "%.1f", false, 0.25},
+		{"processes", func(r *WorkerRun) (float64, bool) { return float64(r.Processes), r.Processes > 0 }, "%.0f", false, 0},
+		{"CPU s per 1k tasks", func(r *WorkerRun) (float64, bool) { return r.CPUSecondsPer1k, r.CPUSecondsPer1k > 0 }, "%.3f", false, 0},
+		{"round trip p50 (ms)", lat(func(l *Latency) float64 { return l.P50Ms }), "%.2f", false, 0.40},
+		{"round trip p99 (ms)", lat(func(l *Latency) float64 { return l.P99Ms }), "%.2f", false, 0.50},
+		{"round trip mean (ms)", lat(func(l *Latency) float64 { return l.MeanMs }), "%.2f", false, 0},
+	}
+}
+
+func (rep *Report) run(worker string) *WorkerRun {
+	for i := range rep.Runs {
+		if rep.Runs[i].Worker == worker {
+			return &rep.Runs[i]
+		}
+	}
+	return nil
+}
+
+// WriteTable prints the side-by-side table: one column per worker, then
+// go/python with the issue's target when both ran.
+func (rep *Report) WriteTable(w io.Writer) {
+	if len(rep.Runs) == 0 {
+		return
+	}
+	r0 := rep.Runs[0]
+	backend := r0.Backend
+	if backend == "" {
+		backend = "off"
+	}
+	fmt.Fprintf(w, "broker %s, results %s, %d tasks.add, producer %s; %d CPUs, %s\n",
+		redactURL(r0.Broker), redactURL(backend), r0.N, r0.Producer, rep.Machine.CPUs, rep.Machine.CPUModel)
+	g, p := rep.run("go"), rep.run("python")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	header := "metric\t"
+	for _, r := range rep.Runs {
+		name := r.Worker
+		if r.Worker == "python" {
+			name = fmt.Sprintf("python prefork -c %d", r.Concurrency)
+		} else if r.Concurrency > 0 {
+			name = fmt.Sprintf("go -c %d", r.Concurrency)
+		}
+		header += name + "\t"
+	}
+	if g != nil && p != nil {
+		header += "go/python\ttarget\t"
+	}
+	fmt.Fprintln(tw, header)
+	for _, row := range rep.rows() {
+		line := row.name + "\t"
+		for i := range rep.Runs {
+			if v, ok := row.get(&rep.Runs[i]); ok {
+				line += fmt.Sprintf(row.format, v) + "\t"
+			} else {
+				line += "-\t"
+			}
+		}
+		if g != nil && p != nil {
+			gv, ok1 := row.get(g)
+			pv, ok2 := row.get(p)
+			if ok1 && ok2 && pv != 0 {
+				ratio := gv / pv
+				line += fmt.Sprintf("%.2f×\t", ratio)
+				switch {
+				case row.target == 0:
+					line += "\t"
+				case row.higher:
+					line += fmt.Sprintf("≥%.0f× %s\t", row.target, passFail(ratio >= row.target))
+				default:
+					line += fmt.Sprintf("≤%.2f %s\t", row.target, passFail(ratio <= row.target))
+				}
+			} else {
+				line += "-\t\t"
+			}
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
+	for _, r := range rep.Runs {
+		for _, e := range r.Errors {
+			fmt.Fprintf(w, "%s: %s\n", r.Worker, e)
+		}
+	}
+}
+
+func passFail(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "MISSED"
+}
+
+// redactURL hides a password in a URL.
+func redactURL(u string) string {
+	scheme, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		return u
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return u
+	}
+	user, _, hasPass := strings.Cut(rest[:at], ":")
+	if !hasPass {
+		return u
+	}
+	return scheme + "://" + user + ":***@" + rest[at+1:]
+}
