@@ -432,3 +432,62 @@ func TestAMQPPriority(t *testing.T) {
 		t.Errorf("worker log has %d PRECONDITION_FAILED lines", n)
 	}
 }
+
+// A quorum queue (x-queue-type quorum) declared by Python first and by the
+// Go worker with the same task_queues entry: no PRECONDITION_FAILED, and
+// the worker consumes it although quorum queues refuse global QoS.
+func TestAMQPQuorumQueue(t *testing.T) {
+	vhost, broker := newVhost(t)
+	env := map[string]string{"COMPAT_BROKER": broker, "COMPAT_BACKEND": backendURL()}
+	const producer = `
+import os, sys
+from celery import Celery
+from kombu import Exchange, Queue
+app = Celery("qq", broker=os.environ["COMPAT_BROKER"], backend=os.environ["COMPAT_BACKEND"])
+app.conf.update(task_queues=(Queue("qq", Exchange("qq"), routing_key="qq",
+                                   queue_arguments={"x-queue-type": "quorum"}),),
+                task_default_queue="qq")
+rs = [app.send_task("tasks.add", args=(i, 10)) for i in range(20)]
+print(" ".join(repr(r.get(timeout=30)) for r in rs))
+`
+	cfg := writeConfig(t, "task_queues:\n  - {name: qq, exchange: qq, routing_key: qq, queue_arguments: {x-queue-type: quorum}}\n")
+	// Python declares the quorum queue and publishes; then the Go worker
+	// starts, declares the same queue and drains it.
+	done := make(chan string, 1)
+	go func() {
+		cmd := exec.Command(python, "-c", producer)
+		cmd.Dir = "testdata"
+		cmd.Env = os.Environ()
+		for k, v := range env {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			out = append(out, []byte(err.Error())...)
+		}
+		done <- string(out)
+	}()
+	eventually(t, 30*time.Second, "python to declare qq and publish 20 tasks", func() bool {
+		return queueDepths(t, vhost)["qq"] == 20
+	})
+	gw := startGoWorker(t, amqpWorkerArgs(t, broker, backendURL(), "--config", cfg, "-Q", "qq")...)
+	var out string
+	select {
+	case out = <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("python producer did not finish")
+	}
+	want := make([]string, 20)
+	for i := range want {
+		want[i] = fmt.Sprint(i + 10)
+	}
+	if strings.TrimSpace(out) != strings.Join(want, " ") {
+		t.Errorf("results %q, want %q", out, strings.Join(want, " "))
+	}
+	if n := len(succeededIDs(gw.out.String())); n != 20 {
+		t.Errorf("go worker ran %d tasks, want 20", n)
+	}
+	if n := gw.count("PRECONDITION_FAILED") + gw.count("NOT_IMPLEMENTED"); n != 0 {
+		t.Errorf("worker log has %d PRECONDITION_FAILED/NOT_IMPLEMENTED lines", n)
+	}
+}
