@@ -61,6 +61,17 @@ func Compress(name string, data []byte) (header string, out []byte, err error) {
 	if !ok {
 		return "", nil, fmt.Errorf("kombu: unknown compression %q", name)
 	}
+	if header == CompressionZstd {
+		// A one-shot single-segment frame always records the content size, which
+		// python-zstandard's ZstdDecompressor().decompress (kombu's
+		// decoder) requires; by default small frames leave it out.
+		enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithSingleSegment(true))
+		if err != nil {
+			return "", nil, fmt.Errorf("kombu: %s: %w", name, err)
+		}
+		defer enc.Close()
+		return header, enc.EncodeAll(data, nil), nil
+	}
 	var buf bytes.Buffer
 	var w io.WriteCloser
 	switch header {
@@ -72,8 +83,6 @@ func Compress(name string, data []byte) (header string, out []byte, err error) {
 		w, err = xz.NewWriter(&buf)
 	case CompressionBrotli:
 		w = brotli.NewWriterLevel(&buf, brotli.BestCompression)
-	case CompressionZstd:
-		w, err = zstd.NewWriter(&buf, zstd.WithEncoderConcurrency(1))
 	}
 	if err != nil {
 		return "", nil, fmt.Errorf("kombu: %s: %w", name, err)

@@ -273,8 +273,8 @@ func startPython(t *testing.T) *pyHelper {
 	if _, err := os.Stat(py); err != nil {
 		skip("no /usr/bin/python3")
 	}
-	if err := exec.Command(py, "-c", "import kombu, msgpack, yaml").Run(); err != nil {
-		skip("python kombu/msgpack/yaml not importable")
+	if err := exec.Command(py, "-c", "import kombu, msgpack, yaml, brotli, zstandard").Run(); err != nil {
+		skip("python kombu/msgpack/yaml/brotli/zstandard not importable (apt python3-celery python3-msgpack python3-yaml python3-brotli python3-zstandard)")
 	}
 	cmd := exec.Command(py, script)
 	stdin, _ := cmd.StdinPipe()
@@ -306,6 +306,10 @@ func (p *pyHelper) call(t *testing.T, req map[string]any) map[string]any {
 	return resp
 }
 
+// pyCompressions are the methods checked against real kombu (brotli and
+// zstd need Debian's python3-brotli and python3-zstandard).
+var pyCompressions = []string{"", "zlib", "bzip2", "lzma", "brotli", "zstd"}
+
 // TestPythonDecodesOurOutput: real kombu decodes what Marshal+Compress make.
 func TestPythonDecodesOurOutput(t *testing.T) {
 	py := startPython(t)
@@ -334,7 +338,7 @@ func TestPythonDecodesOurOutput(t *testing.T) {
 			`[{'__type__': 'datetime', '__value__': '2024-01-02T03:04:05.000600+00:00'}, {'__type__': 'datetime', '__value__': '2024-01-02T03:04:05'}, {'__type__': 'date', '__value__': '2024-01-02'}, {'__type__': 'time', '__value__': '03:04:05'}, {'__type__': 'decimal', '__value__': '1.10'}, {'__type__': 'uuid', '__value__': {'hex': '12345678123456781234567812345678'}}, {'__type__': 'bytes', '__value__': 'abc'}, {'__type__': 'base64', '__value__': '/wA='}]`},
 	}
 	for _, c := range cases {
-		for _, comp := range []string{"", "zlib", "bzip2", "lzma"} { // what Debian's Python has
+		for _, comp := range pyCompressions {
 			body, ct, ce, err := Marshal(c.ser, c.v, c.mode)
 			if err != nil {
 				t.Fatal(err)
@@ -378,7 +382,7 @@ func TestWeDecodePythonOutput(t *testing.T) {
 				"c": time.Date(2024, 1, 2, 3, 4, 5, 0, Naive), "d": Date{2024, 1, 2}, "e": new(big.Int).Lsh(big.NewInt(1), 70)}},
 	}
 	for _, c := range cases {
-		for _, comp := range []string{"", "zlib", "bzip2", "lzma"} {
+		for _, comp := range pyCompressions {
 			req := map[string]any{"op": "encode", "serializer": c.ser, "expr": c.expr}
 			if comp != "" {
 				req["compression"] = comp
