@@ -148,36 +148,48 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-// storeScript writes one meta document unless a SUCCESS is stored:
-// GET-check, SETEX (or SET), PUBLISH on the key channel, atomically.
+// storeScript writes a batch of meta documents in order, each one unless
+// a SUCCESS is stored under its key: GET-check, SETEX (or SET), PUBLISH on
+// the key channel. One script call per batch instead of one per document
+// saves Redis the per-call overhead and the client one reply per result.
 //
-// KEYS[1] = task key; ARGV[1] = document; ARGV[2] = expiry seconds (0: SET).
-// Returns 1 when written, 0 when skipped.
+// KEYS = task keys; ARGV[1] = expiry seconds (0: SET); ARGV[1+i] = the
+// document for KEYS[i]. Returns how many documents were written.
 //
 // Documents Celery writes start with {"status": "<STATE>", so the state is
 // read from that prefix; anything else is decoded with cjson/cmsgpack.
 const storeScript = `
-local cur = redis.call('GET', KEYS[1])
-if cur then
+local ttl = tonumber(ARGV[1])
+local written = 0
+for i = 1, #KEYS do
+  local key, doc = KEYS[i], ARGV[i + 1]
+  local cur = redis.call('GET', key)
   local st
-  if string.sub(cur, 1, 12) == '{"status": "' then
-    st = string.match(cur, '^([^"]*)"', 13)
-  else
-    local ok, doc = pcall(cjson.decode, cur)
-    if not ok then ok, doc = pcall(cmsgpack.unpack, cur) end
-    if ok and type(doc) == 'table' then st = doc['status'] end
+  if cur then
+    if string.sub(cur, 1, 12) == '{"status": "' then
+      st = string.match(cur, '^([^"]*)"', 13)
+    else
+      local ok, d = pcall(cjson.decode, cur)
+      if not ok then ok, d = pcall(cmsgpack.unpack, cur) end
+      if ok and type(d) == 'table' then st = d['status'] end
+    end
   end
-  if st == 'SUCCESS' then return 0 end
+  if st ~= 'SUCCESS' then
+    if ttl > 0 then
+      redis.call('SETEX', key, ttl, doc)
+    else
+      redis.call('SET', key, doc)
+    end
+    redis.call('PUBLISH', key, doc)
+    written = written + 1
+  end
 end
-local ttl = tonumber(ARGV[2])
-if ttl > 0 then
-  redis.call('SETEX', KEYS[1], ttl, ARGV[1])
-else
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-redis.call('PUBLISH', KEYS[1], ARGV[1])
-return 1
+return written
 `
+
+// storeChunk bounds the documents written by one script call, so one call
+// never blocks Redis for long.
+const storeChunk = 128
 
 // chordScript records one chord part (RedisBackend.on_chord_part_return's
 // pipeline) and, when it completes the chord, reads everything the caller
@@ -313,30 +325,42 @@ func (b *Backend) store(ctx context.Context, metas []*resultstore.Meta) (int, er
 }
 
 func (b *Backend) runStore(ctx context.Context, sha string, buf *batchBuf) (int, error) {
-	expires := b.expiresArg
-	if len(buf.keys) == 1 {
-		return b.client.EvalSha(ctx, sha, buf.keys[:1], buf.data, expires).Int()
+	args := func(from, to int) []any {
+		a := make([]any, 0, 1+to-from)
+		a = append(a, b.expiresArg)
+		start := 0
+		if from > 0 {
+			start = buf.ends[from-1]
+		}
+		for i := from; i < to; i++ {
+			end := buf.ends[i]
+			a = append(a, buf.data[start:end:end])
+			start = end
+		}
+		return a
+	}
+	n := len(buf.keys)
+	if n <= storeChunk {
+		return b.client.EvalSha(ctx, sha, buf.keys, args(0, n)...).Int()
 	}
 	pipe := b.client.Pipeline()
-	cmds := make([]*redis.Cmd, len(buf.keys))
-	start := 0
-	for i := range buf.keys {
-		end := buf.ends[i]
-		cmds[i] = pipe.EvalSha(ctx, sha, buf.keys[i:i+1:i+1], buf.data[start:end:end], expires)
-		start = end
+	cmds := make([]*redis.Cmd, 0, (n+storeChunk-1)/storeChunk)
+	for from := 0; from < n; from += storeChunk {
+		to := min(from+storeChunk, n)
+		cmds = append(cmds, pipe.EvalSha(ctx, sha, buf.keys[from:to:to], args(from, to)...))
 	}
 	_, err := pipe.Exec(ctx)
 	written := 0
 	var firstErr error
 	for _, c := range cmds {
-		n, cerr := c.Int()
+		w, cerr := c.Int()
 		if cerr != nil {
 			if firstErr == nil {
 				firstErr = cerr
 			}
 			continue
 		}
-		written += n
+		written += w
 	}
 	if firstErr != nil {
 		return written, firstErr
@@ -360,62 +384,13 @@ func (b *Backend) Get(ctx context.Context, taskID string) (map[string]any, error
 	return resultstore.DecodeMeta(data)
 }
 
-// ChordPart is one finished chord header task, as recorded by
-// on_chord_part_return.
-type ChordPart struct {
-	GroupID string
-	// GroupIndex is the task's group_index header; nil scores the part
-	// +inf (Celery 5.2 clients send null for plain groups).
-	GroupIndex *int
-	TaskID     string
-	State      string
-	// Result is the return value or an *resultstore.ExceptionInfo.
-	Result any
-}
-
-// ChordMember is one decoded part of a completed chord.
-type ChordMember struct {
-	TaskID string
-	State  string
-	// Result is the decoded return value; for exception states
-	// (FAILURE, RETRY, REVOKED) a recognised exception dict is an
-	// *resultstore.ExceptionInfo.
-	Result any
-}
-
-// Failed reports whether the member's state makes the chord fail
-// (Celery's PROPAGATE_STATES: FAILURE and REVOKED).
-func (m ChordMember) Failed() bool {
-	return m.State == resultstore.Failure || m.State == resultstore.Revoked
-}
-
-// ChordStatus is the outcome of ChordPartReturn.
-type ChordStatus struct {
-	// Count is the number of parts recorded so far.
-	Count int64
-	// Size is the chord size from <gid>.s plus the <gid>.t adjustment;
-	// SizeKnown is false when <gid>.s is missing (the chord never fires).
-	Size      int64
-	SizeKnown bool
-	// Ready is set for exactly the part that completed the chord; the
-	// caller must then fire the body and call ChordComplete.
-	Ready bool
-	// Members are the recorded parts in group_index order (only when Ready).
-	Members []ChordMember
-	// SavedGroup is the decoded celery-taskset-meta-<gid> document when
-	// the client saved one (complex headers: groups inside the header);
-	// the flat Members then do not have the intended nesting.
-	SavedGroup map[string]any
-}
-
-// Results returns the members' results in order.
-func (s *ChordStatus) Results() []any {
-	out := make([]any, len(s.Members))
-	for i, m := range s.Members {
-		out[i] = m.Result
-	}
-	return out
-}
+// ChordPart, ChordMember and ChordStatus are the backend-neutral chord
+// types of package resultstore.
+type (
+	ChordPart   = resultstore.ChordPart
+	ChordMember = resultstore.ChordMember
+	ChordStatus = resultstore.ChordStatus
+)
 
 // ChordPartReturn records a finished chord header task exactly like
 // Celery's RedisBackend.on_chord_part_return: ZADD <gid>.j with score
