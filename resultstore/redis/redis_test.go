@@ -860,3 +860,51 @@ func BenchmarkStoreBatch(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "results/s")
 }
+
+// A batch larger than one script call is split into pipelined calls, in
+// order, and the SUCCESS guard still holds per document.
+func TestStoreLargeBatch(t *testing.T) {
+	b, raw := newTestBackend(t, Options{ResultExpires: time.Minute})
+	ctx := context.Background()
+	const n = 2*storeChunk + 17
+	metas := make([]*resultstore.Meta, n)
+	for i := range metas {
+		metas[i] = &resultstore.Meta{TaskID: resultstoretest.NewTaskID(), Status: resultstore.Success,
+			Result: int64(i), DateDone: time.Now()}
+	}
+	guarded := storeChunk + 3
+	if err := b.Store(ctx, &resultstore.Meta{TaskID: metas[guarded].TaskID, Status: resultstore.Success,
+		Result: "first", DateDone: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	// The same task twice in one batch: STARTED then SUCCESS, in order.
+	metas[5].Status, metas[5].Result = resultstore.Started, nil
+	metas = append(metas, &resultstore.Meta{TaskID: metas[5].TaskID, Status: resultstore.Success,
+		Result: int64(5), DateDone: time.Now()})
+	written, err := b.StoreCount(ctx, metas...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if written != n {
+		t.Fatalf("written = %d, want %d (one skipped, one extra)", written, n)
+	}
+	for i := 0; i < n; i++ {
+		doc, err := b.Get(ctx, metas[i].TaskID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := any(int64(i))
+		if i == guarded {
+			want = "first"
+		}
+		if doc["status"] != "SUCCESS" || doc["result"] != want {
+			t.Errorf("task %d: status %v result %v, want SUCCESS %v", i, doc["status"], doc["result"], want)
+		}
+		if i == 0 || i == n-1 {
+			ttl, err := raw.TTL(ctx, b.TaskKey(metas[i].TaskID)).Result()
+			if err != nil || ttl <= 0 || ttl > time.Minute {
+				t.Errorf("task %d: TTL %v, %v", i, ttl, err)
+			}
+		}
+	}
+}
