@@ -67,6 +67,47 @@ type Config struct {
 	DefaultRetryDelay time.Duration
 	// Logger receives the worker's log lines; default slog.Default().
 	Logger *slog.Logger
+
+	// TimeLimit is task_time_limit, the hard time limit (0: none). When it
+	// passes, FAILURE TimeLimitExceeded is stored and the execution slot
+	// is freed at once. Go cannot kill a goroutine: a handler that ignores
+	// its context keeps running in the background until it returns, and
+	// its result is discarded.
+	TimeLimit time.Duration
+	// SoftTimeLimit is task_soft_time_limit (0: none): the handler's
+	// context is cancelled with cause ErrSoftTimeLimitExceeded.
+	SoftTimeLimit time.Duration
+	// AcksOnFailureOrTimeout is task_acks_on_failure_or_timeout (nil:
+	// true). With acks late, a failed or timed-out task is acknowledged
+	// when true and rejected without requeue when false, as Celery does.
+	AcksOnFailureOrTimeout *bool
+	// RejectOnWorkerLost is task_reject_on_worker_lost. Celery requeues a
+	// late-acked task whose pool process died. A Go handler cannot die on
+	// its own (panics become FAILURE, hard time limits store
+	// TimeLimitExceeded as in Celery); when the whole worker dies, its
+	// unacknowledged late-ack messages go back to the broker anyway, which
+	// is what this setting asks for. It is accepted for parity and has no
+	// further effect.
+	RejectOnWorkerLost bool
+	// StoreErrorsEvenIfIgnored is task_store_errors_even_if_ignored: store
+	// FAILURE, RETRY and REVOKED for tasks whose result is ignored.
+	StoreErrorsEvenIfIgnored bool
+	// Timezone is Celery's timezone setting: naive eta and expires values
+	// (no UTC offset, e.g. from a client with enable_utc=False that passed
+	// a naive datetime) are read as wall-clock times in this zone, as a
+	// Celery worker configured with the same timezone reads them. nil
+	// reads them as UTC (Celery's default). Offset-aware values keep their
+	// offset either way.
+	Timezone *time.Location
+	// RateLimits maps task names to rate limits ("10/s", "100/m",
+	// "1000/h"), like task_annotations = {name: {"rate_limit": ...}}; they
+	// win over TaskOptions.RateLimit.
+	RateLimits map[string]string
+	// TouchInterval is how often held (ETA or rate-limited) messages are
+	// refreshed on consumers that implement DeliveryToucher, so a broker
+	// visibility timeout (Redis) does not hand them to another consumer.
+	// Default 60 s.
+	TouchInterval time.Duration
 }
 
 func (c *Config) setDefaults() error {
@@ -98,6 +139,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.DefaultRetryDelay == 0 {
 		c.DefaultRetryDelay = 180 * time.Second
+	}
+	if c.TimeLimit < 0 || c.SoftTimeLimit < 0 {
+		return errors.New("celerity: time limits must not be negative")
+	}
+	if c.TouchInterval <= 0 {
+		c.TouchInterval = 60 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -3,7 +3,10 @@ package celerity
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
+
+	"github.com/celerity-go/celerity/protocolv2"
 )
 
 // PyError is an error that names the Python exception a Python client
@@ -68,21 +71,59 @@ type RetryError struct {
 	// MaxRetries overrides the task's max_retries when set; a negative
 	// value means retry forever (Python's None).
 	MaxRetries *int
+
+	// immediate marks an explicit countdown of 0 (autoretry's backoff can
+	// compute one), which retries at once instead of after the default
+	// delay.
+	immediate bool
 }
 
-// Error describes the retry the way Celery logs it.
+// Error describes the retry the way Celery logs it: "Retry in 1s:
+// ValueError('x')" or "Retry at 2026-01-02 03:04:05+00:00".
 func (e *RetryError) Error() string {
-	when := "default delay"
+	when := "in default delay"
 	switch {
 	case !e.ETA.IsZero():
-		when = e.ETA.Format(time.RFC3339Nano)
-	case e.Countdown > 0:
-		when = formatSeconds(e.Countdown.Seconds()) + "s"
+		when = "at " + pyDatetimeStr(e.ETA)
+	case e.Countdown > 0 || e.immediate:
+		when = "in " + pySeconds(e.Countdown) + "s"
 	}
-	if e.Err != nil {
-		return fmt.Sprintf("Retry in %s: %v", when, e.Err)
+	return retryText(when, e.Err)
+}
+
+// retryText is str(celery.exceptions.Retry): "Retry <when>[: repr(exc)]".
+func retryText(when string, reason error) string {
+	if reason != nil {
+		return "Retry " + when + ": " + pyExcRepr(pyException(reason))
 	}
-	return "Retry in " + when
+	return "Retry " + when
+}
+
+// pySeconds renders a duration in seconds the way Python prints the number
+// a Celery user passed: 1 → "1", 0.2 → "0.2".
+func pySeconds(d time.Duration) string {
+	if d%time.Second == 0 {
+		return strconv.FormatInt(int64(d/time.Second), 10)
+	}
+	return strconv.FormatFloat(d.Seconds(), 'g', -1, 64)
+}
+
+// pySecondsValue is the seconds value Python would hold: an int when whole
+// (time_limit=2), else a float.
+func pySecondsValue(d time.Duration) any {
+	if d%time.Second == 0 {
+		return int64(d / time.Second)
+	}
+	return d.Seconds()
+}
+
+// pyDatetimeStr renders str(datetime) for an aware datetime.
+func pyDatetimeStr(t time.Time) string {
+	layout := "2006-01-02 15:04:05"
+	if t.Nanosecond()/1000 != 0 {
+		layout += ".000000"
+	}
+	return t.Format(layout + "-07:00")
 }
 
 // Unwrap returns the reason.
@@ -108,6 +149,35 @@ func (e *RejectError) Error() string { return "rejected: " + e.Reason }
 // when requeue is set. No result is stored.
 func Reject(reason string, requeue bool) *RejectError {
 	return &RejectError{Reason: reason, Requeue: requeue}
+}
+
+// ErrSoftTimeLimitExceeded is the cause a handler's context is cancelled
+// with when its soft time limit passes. Returned from the handler (for
+// example as context.Cause(ctx)) it reaches Python clients as
+// SoftTimeLimitExceeded(), the exception Celery raises inside the task.
+var ErrSoftTimeLimitExceeded = &PyError{Type: "SoftTimeLimitExceeded", Module: "billiard.exceptions", Args: []any{}}
+
+// ErrTimeLimitExceeded is the cause a handler's context is cancelled with
+// when its hard time limit passes (the worker has already stored FAILURE
+// TimeLimitExceeded and moved on; whatever the handler returns is
+// discarded).
+var ErrTimeLimitExceeded = &PyError{Type: "TimeLimitExceeded", Module: "billiard.exceptions", Args: []any{}}
+
+// timeLimitExceeded is the stored FAILURE of a hard time limit:
+// TimeLimitExceeded(<seconds>).
+func timeLimitExceeded(limit time.Duration) *PyError {
+	return &PyError{Type: "TimeLimitExceeded", Module: "billiard.exceptions", Args: []any{pySecondsValue(limit)}}
+}
+
+// maxRetriesExceeded is Celery's MaxRetriesExceededError for a task that
+// retried without a reason.
+func maxRetriesExceeded(name, id string, args []any, kwargs map[string]any) *PyError {
+	if kwargs == nil {
+		kwargs = map[string]any{}
+	}
+	msg := fmt.Sprintf("Can't retry %s[%s] args:%s kwargs:%s", name, id,
+		protocolv2.SafeRepr(protocolv2.Tuple(args), 0), protocolv2.SafeRepr(kwargs, 0))
+	return &PyError{Type: "MaxRetriesExceededError", Module: "celery.exceptions", Args: []any{msg}}
 }
 
 // ErrIgnore acknowledges the message and stores no result (Celery's Ignore).

@@ -2,6 +2,7 @@ package celerity
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"time"
@@ -38,6 +39,42 @@ type TaskOptions struct {
 	TrackStarted *bool
 	// IgnoreResult stores no result for this task.
 	IgnoreResult bool
+	// StoreErrorsEvenIfIgnored overrides Config.StoreErrorsEvenIfIgnored
+	// when non-nil: with IgnoreResult, still store FAILURE, RETRY and
+	// REVOKED.
+	StoreErrorsEvenIfIgnored *bool
+	// AcksOnFailureOrTimeout overrides Config.AcksOnFailureOrTimeout when
+	// non-nil.
+	AcksOnFailureOrTimeout *bool
+	// RejectOnWorkerLost overrides Config.RejectOnWorkerLost when non-nil
+	// (accepted for parity; see Config.RejectOnWorkerLost).
+	RejectOnWorkerLost *bool
+
+	// TimeLimit is the task's hard time limit (time_limit); zero means the
+	// worker's Config.TimeLimit. A message's timelimit header wins.
+	TimeLimit time.Duration
+	// SoftTimeLimit is the task's soft time limit (soft_time_limit); zero
+	// means Config.SoftTimeLimit. A message's timelimit header wins.
+	SoftTimeLimit time.Duration
+
+	// RateLimit is Celery's rate_limit ("10/s", "100/m", "1000/h", a plain
+	// number per second; "" for none). Config.RateLimits wins, as Celery's
+	// task_annotations do.
+	RateLimit string
+
+	// AutoretryFor lists matchers (Celery's autoretry_for): when the
+	// handler returns an error one of them accepts, the task is retried as
+	// if it had returned Retry(err, countdown) with the backoff below, or
+	// the default retry delay without backoff. See AutoretryOn and
+	// AutoretryAs.
+	AutoretryFor []func(error) bool
+	// RetryBackoff is retry_backoff: the backoff factor in whole seconds
+	// (Celery's True is 1); 0 disables backoff.
+	RetryBackoff int
+	// RetryBackoffMax is retry_backoff_max in seconds; nil means 600.
+	RetryBackoffMax *int
+	// RetryJitter is retry_jitter; nil means true (full jitter).
+	RetryJitter *bool
 }
 
 // TaskOption sets one TaskOptions field at registration.
@@ -59,6 +96,81 @@ func WithTrackStarted(v bool) TaskOption { return func(o *TaskOptions) { o.Track
 
 // WithIgnoreResult sets ignore_result for this task.
 func WithIgnoreResult() TaskOption { return func(o *TaskOptions) { o.IgnoreResult = true } }
+
+// WithStoreErrorsEvenIfIgnored sets store_errors_even_if_ignored.
+func WithStoreErrorsEvenIfIgnored(v bool) TaskOption {
+	return func(o *TaskOptions) { o.StoreErrorsEvenIfIgnored = &v }
+}
+
+// WithAcksOnFailureOrTimeout sets acks_on_failure_or_timeout.
+func WithAcksOnFailureOrTimeout(v bool) TaskOption {
+	return func(o *TaskOptions) { o.AcksOnFailureOrTimeout = &v }
+}
+
+// WithRejectOnWorkerLost sets reject_on_worker_lost.
+func WithRejectOnWorkerLost(v bool) TaskOption {
+	return func(o *TaskOptions) { o.RejectOnWorkerLost = &v }
+}
+
+// WithTimeLimit sets the hard time limit (time_limit).
+func WithTimeLimit(d time.Duration) TaskOption { return func(o *TaskOptions) { o.TimeLimit = d } }
+
+// WithSoftTimeLimit sets the soft time limit (soft_time_limit).
+func WithSoftTimeLimit(d time.Duration) TaskOption {
+	return func(o *TaskOptions) { o.SoftTimeLimit = d }
+}
+
+// WithRateLimit sets rate_limit, e.g. "10/s".
+func WithRateLimit(rate string) TaskOption { return func(o *TaskOptions) { o.RateLimit = rate } }
+
+// WithAutoretry sets autoretry_for and the backoff: backoff is
+// retry_backoff in seconds (0: none), backoffMax retry_backoff_max in
+// seconds, jitter retry_jitter.
+func WithAutoretry(backoff, backoffMax int, jitter bool, matchers ...func(error) bool) TaskOption {
+	return func(o *TaskOptions) {
+		o.AutoretryFor = append(o.AutoretryFor, matchers...)
+		o.RetryBackoff = backoff
+		o.RetryBackoffMax = &backoffMax
+		o.RetryJitter = &jitter
+	}
+}
+
+// AutoretryOn matches errors that errors.Is one of targets.
+func AutoretryOn(targets ...error) func(error) bool {
+	return func(err error) bool {
+		for _, t := range targets {
+			if errors.Is(err, t) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// AutoretryAs matches errors that errors.As finds an E in.
+func AutoretryAs[E error]() func(error) bool {
+	return func(err error) bool {
+		var e E
+		return errors.As(err, &e)
+	}
+}
+
+// AutoretryPy matches *PyError values of the given Python exception type
+// names (e.g. "ValueError"), like Celery's autoretry_for=(ValueError,).
+func AutoretryPy(types ...string) func(error) bool {
+	return func(err error) bool {
+		var pe *PyError
+		if !errors.As(err, &pe) {
+			return false
+		}
+		for _, t := range types {
+			if pe.Type == t {
+				return true
+			}
+		}
+		return false
+	}
+}
 
 type registered struct {
 	name    string

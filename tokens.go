@@ -5,6 +5,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/celerity-go/celerity/transports"
 )
 
 // tokenPool counts the prefetch budget: one token per reserved message.
@@ -53,6 +55,17 @@ func (tp *tokenPool) take(ctx context.Context) bool {
 			return false
 		}
 	}
+}
+
+// debit takes one token without waiting, going into debt when none is
+// free: a held task that becomes due is already reserved from the broker,
+// so it must not wait for (or compete with) the fetcher, which may be
+// parked in a blocking fetch holding every free token. Fetching resumes
+// once the debt is paid back by settlements.
+func (tp *tokenPool) debit() {
+	tp.mu.Lock()
+	tp.avail--
+	tp.mu.Unlock()
 }
 
 func (tp *tokenPool) release(n int) {
@@ -121,6 +134,17 @@ func (t *etaTimer) add(at time.Time, j *job) {
 	case t.kick <- struct{}{}:
 	default:
 	}
+}
+
+// deliveries returns the deliveries of the held tasks.
+func (t *etaTimer) deliveries() []*transports.Delivery {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*transports.Delivery, 0, len(t.h))
+	for _, it := range t.h {
+		out = append(out, it.j.d)
+	}
+	return out
 }
 
 // len reports how many tasks are held.

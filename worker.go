@@ -9,8 +9,10 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/celerity-go/celerity/internal/ratelimit"
 	"github.com/celerity-go/celerity/kombu"
 	"github.com/celerity-go/celerity/protocolv2"
 	"github.com/celerity-go/celerity/resultstore"
@@ -31,6 +33,8 @@ type Worker struct {
 
 	mu      sync.Mutex
 	running bool
+	// pipe is the running pipeline, for tests.
+	pipe atomic.Pointer[pipeline]
 }
 
 // NewWorker returns a worker consuming from tr and storing results in rb
@@ -41,6 +45,11 @@ func NewWorker(tr transports.Transport, rb resultstore.Backend, cfg Config) (*Wo
 	}
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
+	}
+	for name, spec := range cfg.RateLimits {
+		if _, err := ratelimit.Parse(spec); err != nil {
+			return nil, fmt.Errorf("celerity: rate limit of %q: %w", name, err)
+		}
 	}
 	reg, err := kombu.NewRegistry(cfg.AcceptContent)
 	if err != nil {
@@ -76,6 +85,12 @@ func (w *Worker) Handle(name string, h Handler, opts ...TaskOption) error {
 	r := &registered{name: name, handler: h}
 	for _, o := range opts {
 		o(&r.opts)
+	}
+	if _, err := ratelimit.Parse(r.opts.RateLimit); err != nil {
+		return fmt.Errorf("celerity: task %q: %w", name, err)
+	}
+	if r.opts.TimeLimit < 0 || r.opts.SoftTimeLimit < 0 {
+		return fmt.Errorf("celerity: task %q: negative time limit", name)
 	}
 	w.handlers[name] = r
 	return nil
@@ -126,6 +141,7 @@ func (w *Worker) Run(fetchCtx, workCtx context.Context) error {
 		return fmt.Errorf("celerity: consume: %w", err)
 	}
 	p := newPipeline(w, cons, fetchCtx, workCtx)
+	w.pipe.Store(p)
 	w.log.Info(fmt.Sprintf("%s ready.", w.cfg.Hostname), "hostname", w.cfg.Hostname,
 		"queues", w.cfg.Queues, "concurrency", w.cfg.Concurrency)
 	p.run()
@@ -150,6 +166,13 @@ type pipeline struct {
 
 	restoreMu sync.Mutex
 	restore   []*transports.Delivery
+
+	buckets      map[string]*ratelimit.Bucket // read-only during Run
+	held         atomic.Int64                 // messages parked in the timer
+	heldKick     chan struct{}
+	abandoned    atomic.Int64 // handlers still running past their hard time limit
+	heldStop     chan struct{}
+	prefetchBase int
 }
 
 // job is one task between fetch and completion.
@@ -158,6 +181,8 @@ type job struct {
 	t   *protocolv2.Task
 	reg *registered
 	req *Request
+	// rated is set once the job holds its rate-limit reservation.
+	rated bool
 }
 
 type resultJob struct {
@@ -176,16 +201,22 @@ func newPipeline(w *Worker, cons transports.Consumer, fetchCtx, workCtx context.
 	pf := w.cfg.prefetch()
 	return &pipeline{
 		w: w, cons: cons, fetchCtx: fetchCtx, workCtx: workCtx,
-		tokens:  newTokenPool(pf),
-		work:    make(chan *job, pf),
-		results: make(chan resultJob, 4*w.cfg.Concurrency+64),
-		acks:    make(chan ackJob, pf+64),
+		tokens:       newTokenPool(pf),
+		work:         make(chan *job, pf),
+		results:      make(chan resultJob, 4*w.cfg.Concurrency+64),
+		acks:         make(chan ackJob, pf+64),
+		buckets:      w.buckets(),
+		heldKick:     make(chan struct{}, 1),
+		heldStop:     make(chan struct{}),
+		prefetchBase: pf,
 	}
 }
 
 func (p *pipeline) run() {
 	p.timer = newETATimer(func(j *job) { p.dispatchDue(j) })
-	var execWG, fetchWG, resWG, ackWG sync.WaitGroup
+	var execWG, fetchWG, resWG, ackWG, heldWG sync.WaitGroup
+	heldWG.Add(1)
+	go func() { defer heldWG.Done(); p.heldLoop() }()
 	ackWG.Add(1)
 	go func() { defer ackWG.Done(); p.ackLoop() }()
 	resWG.Add(1)
@@ -200,8 +231,11 @@ func (p *pipeline) run() {
 	fetchWG.Wait()
 	// Held ETA tasks go back to the broker; then no one sends more work.
 	for _, j := range p.timer.stop() {
+		p.held.Add(-1)
 		p.handBack(j.d)
 	}
+	close(p.heldStop)
+	heldWG.Wait()
 	close(p.work)
 	execWG.Wait()
 	close(p.results)
@@ -280,10 +314,13 @@ func (p *pipeline) execLoop() {
 
 // dispatchDue is called by the ETA timer when a held task is due.
 func (p *pipeline) dispatchDue(j *job) {
-	if !p.tokens.take(p.fetchCtx) {
-		p.handBack(j.d)
+	if at, wait := p.rateReserve(j); wait {
+		// Due, but its task's rate limit admits it later: stay parked.
+		p.timer.add(at, j)
 		return
 	}
+	p.unhold()
+	p.tokens.debit()
 	select {
 	case p.work <- j:
 	case <-p.fetchCtx.Done():
@@ -418,6 +455,10 @@ func (p *pipeline) receive(j *job) bool {
 		p.unknownTask(d, t.Name)
 		return false
 	}
+	if tz := w.cfg.Timezone; tz != nil {
+		t.ETA = inZone(t.ETA, tz)
+		t.Expires = inZone(t.Expires, tz)
+	}
 	j.t, j.reg = t, reg
 	j.req = p.newRequest(d, t)
 	attrs := []any{"task_id", t.ID, "task_name", t.Name}
@@ -430,10 +471,11 @@ func (p *pipeline) receive(j *job) bool {
 		return false
 	}
 	if !t.ETA.IsZero() && time.Until(t.ETA) > 0 {
-		// Held unacked in the timer; like Celery's prefetch increment, a
-		// held task does not use up the prefetch budget.
-		p.tokens.release(1)
-		p.timer.add(t.ETA, j)
+		p.hold(j, t.ETA)
+		return false
+	}
+	if at, wait := p.rateReserve(j); wait {
+		p.hold(j, at)
 		return false
 	}
 	return true
@@ -467,7 +509,7 @@ func (p *pipeline) expired(j *job) bool {
 	p.w.log.Info(fmt.Sprintf("Discarding revoked task: %s[%s]", t.Name, t.ID), "task_id", t.ID, "task_name", t.Name, "reason", "expired")
 	meta := p.newMeta(j, resultstore.Revoked)
 	meta.Result = &resultstore.ExceptionInfo{Type: "TaskRevokedError", Module: "celery.exceptions", Message: []any{"expired"}}
-	p.finish(j, meta, false)
+	p.finishError(j, meta, false, false)
 	return true
 }
 
@@ -587,6 +629,20 @@ func (p *pipeline) finish(j *job, meta *resultstore.Meta, settled bool) {
 	if meta != nil && p.ignoreResult(j) {
 		meta = nil
 	}
+	p.store(j, meta, settled, false)
+}
+
+// finishError is finish for FAILURE, RETRY and REVOKED, which are stored
+// for ignored results too with store_errors_even_if_ignored; reject
+// settles with reject(requeue=false) instead of an ack.
+func (p *pipeline) finishError(j *job, meta *resultstore.Meta, settled, reject bool) {
+	if meta != nil && !p.storeErrors(j) {
+		meta = nil
+	}
+	p.store(j, meta, settled, reject)
+}
+
+func (p *pipeline) store(j *job, meta *resultstore.Meta, settled, reject bool) {
 	var settle *transports.Delivery
 	if !settled {
 		settle = j.d
@@ -595,10 +651,10 @@ func (p *pipeline) finish(j *job, meta *resultstore.Meta, settled bool) {
 		return
 	}
 	if meta == nil {
-		p.settle(settle, false, false)
+		p.settle(settle, reject, false)
 		return
 	}
-	p.results <- resultJob{meta: meta, settle: settle}
+	p.results <- resultJob{meta: meta, settle: settle, reject: reject}
 }
 
 // execute runs a task whose time has come.
@@ -619,10 +675,18 @@ func (p *pipeline) execute(j *job) {
 		p.results <- resultJob{meta: m}
 	}
 	start := time.Now()
-	ret, err, stack := p.call(j)
+	ret, err, stack, hardLimit := p.runLimited(j)
+	if hardLimit > 0 {
+		p.hardTimeout(j, hardLimit, late)
+		return
+	}
 	runtime := time.Since(start).Seconds()
+	if err != nil {
+		err = p.autoretry(j, err)
+	}
 
 	var rej *RejectError
+	var re *RetryError
 	switch {
 	case err == nil:
 		w.log.Info(fmt.Sprintf("Task %s[%s] succeeded in %ss: %s", t.Name, t.ID, formatSeconds(runtime), protocolv2.PyRepr(ret)),
@@ -640,20 +704,29 @@ func (p *pipeline) execute(j *job) {
 		if late {
 			p.settle(j.d, true, rej.Requeue)
 		}
+	case errors.As(err, &re):
+		p.retry(j, re, late, runtime)
 	default:
-		exc := pyException(err)
-		tb := traceback(t.Name, exc, err, stack)
-		w.log.Error(fmt.Sprintf("Task %s[%s] raised unexpected: %s", t.Name, t.ID, pyExcRepr(exc)),
-			"task_id", t.ID, "task_name", t.Name, "duration", runtime, "state", resultstore.Failure, "traceback", tb)
-		m := p.newMeta(j, resultstore.Failure)
-		m.Result = &resultstore.ExceptionInfo{Type: exc.Type, Module: exc.Module, Message: exc.Args}
-		m.Traceback = tb
-		p.finish(j, m, !late)
+		p.fail(j, err, stack, late, runtime)
 	}
 }
 
+// fail stores FAILURE for err and settles the message as Celery's
+// on_failure does.
+func (p *pipeline) fail(j *job, err error, stack []byte, late bool, runtime float64) {
+	t := j.t
+	exc := pyException(err)
+	tb := traceback(t.Name, exc, err, stack)
+	p.w.log.Error(fmt.Sprintf("Task %s[%s] raised unexpected: %s", t.Name, t.ID, pyExcRepr(exc)),
+		"task_id", t.ID, "task_name", t.Name, "duration", runtime, "state", resultstore.Failure, "traceback", tb)
+	m := p.newMeta(j, resultstore.Failure)
+	m.Result = &resultstore.ExceptionInfo{Type: exc.Type, Module: exc.Module, Message: exc.Args}
+	m.Traceback = tb
+	p.finishError(j, m, !late, late && !p.acksOnFailureOrTimeout(j))
+}
+
 // call runs the handler, turning a panic into an error with its stack.
-func (p *pipeline) call(j *job) (ret any, err error, stack []byte) {
+func (p *pipeline) call(ctx context.Context, j *job) (ret any, err error, stack []byte) {
 	defer func() {
 		if r := recover(); r != nil {
 			stack = debug.Stack()
@@ -664,7 +737,7 @@ func (p *pipeline) call(j *job) (ret any, err error, stack []byte) {
 			}
 		}
 	}()
-	ret, err = j.reg.handler(p.workCtx, j.req)
+	ret, err = j.reg.handler(ctx, j.req)
 	return ret, err, nil
 }
 

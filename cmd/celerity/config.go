@@ -31,6 +31,16 @@ type settings struct {
 	LogLevel           string
 	TransportOptions   map[string]any
 	ResultTransportOpt map[string]any
+
+	TimeLimit                time.Duration
+	SoftTimeLimit            time.Duration
+	AcksOnFailureOrTimeout   bool
+	RejectOnWorkerLost       bool
+	StoreErrorsEvenIfIgnored bool
+	Timezone                 string
+	// RateLimits comes from task_annotations: task name (or "*") →
+	// rate_limit.
+	RateLimits map[string]string
 }
 
 // queueSetting is one entry of task_queues.
@@ -51,6 +61,8 @@ func defaultSettings() settings {
 		AcceptContent:      []string{"json"},
 		ResultExpires:      24 * time.Hour,
 		LogLevel:           "INFO",
+
+		AcksOnFailureOrTimeout: true,
 	}
 }
 
@@ -75,7 +87,14 @@ var aliases = map[string]string{
 	"worker_loglevel": "worker_loglevel",
 	// Routing is the producers' business; accepted and ignored so a shared
 	// config file loads.
-	"task_routes": "ignore", "CELERY_ROUTES": "ignore", "timezone": "ignore", "CELERY_TIMEZONE": "ignore",
+	"task_time_limit": "task_time_limit", "CELERYD_TASK_TIME_LIMIT": "task_time_limit",
+	"task_soft_time_limit": "task_soft_time_limit", "CELERYD_TASK_SOFT_TIME_LIMIT": "task_soft_time_limit",
+	"task_acks_on_failure_or_timeout": "task_acks_on_failure_or_timeout", "CELERY_ACKS_ON_FAILURE_OR_TIMEOUT": "task_acks_on_failure_or_timeout",
+	"task_reject_on_worker_lost": "task_reject_on_worker_lost", "CELERY_REJECT_ON_WORKER_LOST": "task_reject_on_worker_lost",
+	"task_store_errors_even_if_ignored": "task_store_errors_even_if_ignored", "CELERY_STORE_ERRORS_EVEN_IF_IGNORED": "task_store_errors_even_if_ignored",
+	"timezone": "timezone", "CELERY_TIMEZONE": "timezone",
+	"task_annotations": "task_annotations", "CELERY_ANNOTATIONS": "task_annotations",
+	"task_routes": "ignore", "CELERY_ROUTES": "ignore",
 	"enable_utc": "ignore", "CELERY_ENABLE_UTC": "ignore", "task_serializer": "ignore", "CELERY_TASK_SERIALIZER": "ignore",
 	"result_serializer": "ignore", "CELERY_RESULT_SERIALIZER": "ignore",
 }
@@ -150,6 +169,27 @@ func (s *settings) set(key string, v any) error {
 		s.ResultTransportOpt, err = asMap(v)
 	case "task_queues":
 		s.TaskQueues, err = asQueues(v)
+	case "task_time_limit":
+		s.TimeLimit, err = asSeconds(v)
+	case "task_soft_time_limit":
+		s.SoftTimeLimit, err = asSeconds(v)
+	case "task_acks_on_failure_or_timeout":
+		s.AcksOnFailureOrTimeout, err = asBool(v)
+	case "task_reject_on_worker_lost":
+		s.RejectOnWorkerLost, err = asBool(v)
+	case "task_store_errors_even_if_ignored":
+		s.StoreErrorsEvenIfIgnored, err = asBool(v)
+	case "timezone":
+		if v == nil {
+			s.Timezone = ""
+			break
+		}
+		s.Timezone, err = asString(v)
+		if err == nil {
+			_, err = time.LoadLocation(s.Timezone)
+		}
+	case "task_annotations":
+		s.RateLimits, err = asAnnotations(v)
 	default:
 		err = fmt.Errorf("unknown setting")
 	}
@@ -308,4 +348,38 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// asAnnotations reads task_annotations: a mapping task name (or "*" for
+// every task) → {rate_limit: "10/s"}. Only rate_limit is supported.
+func asAnnotations(v any) (map[string]string, error) {
+	m, err := asMap(v)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(m))
+	for name, a := range m {
+		am, err := asMap(a)
+		if err != nil {
+			return nil, fmt.Errorf("task %q: %w", name, err)
+		}
+		for k, val := range am {
+			if k != "rate_limit" {
+				return nil, fmt.Errorf("task %q: unsupported annotation %q (only rate_limit)", name, k)
+			}
+			switch x := val.(type) {
+			case string:
+				out[name] = x
+			case int:
+				out[name] = strconv.Itoa(x)
+			case float64:
+				out[name] = strconv.FormatFloat(x, 'g', -1, 64)
+			case nil:
+				out[name] = ""
+			default:
+				return nil, fmt.Errorf("task %q: rate_limit: want a string, got %T", name, val)
+			}
+		}
+	}
+	return out, nil
 }

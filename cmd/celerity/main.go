@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/celerity-go/celerity"
 	"github.com/celerity-go/celerity/handlers"
@@ -82,6 +83,9 @@ func parseWorkerFlags(args []string, getenv func(string) string, stderr io.Write
 		fs.IntVar(&concurrency, n, 0, "tasks run at once (worker_concurrency), default: number of CPUs")
 	}
 	fs.IntVar(&prefetch, "prefetch-multiplier", -1, "worker_prefetch_multiplier (default 4)")
+	var timeLimit, softTimeLimit float64
+	fs.Float64Var(&timeLimit, "time-limit", 0, "hard time limit in seconds (task_time_limit)")
+	fs.Float64Var(&softTimeLimit, "soft-time-limit", 0, "soft time limit in seconds (task_soft_time_limit)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return s, err
@@ -119,6 +123,12 @@ func parseWorkerFlags(args []string, getenv func(string) string, stderr io.Write
 	}
 	if prefetch >= 0 {
 		s.PrefetchMultiplier = prefetch
+	}
+	if timeLimit > 0 {
+		s.TimeLimit = time.Duration(timeLimit * float64(time.Second))
+	}
+	if softTimeLimit > 0 {
+		s.SoftTimeLimit = time.Duration(softTimeLimit * float64(time.Second))
 	}
 	if s.Concurrency < 0 {
 		return s, fmt.Errorf("%w: concurrency must be positive", errUsage)
@@ -222,15 +232,42 @@ func workerConfig(s settings, logger *slog.Logger) celerity.Config {
 	if pm == 0 {
 		pm = -1 // Celery's 0: unlimited
 	}
+	var tz *time.Location
+	if s.Timezone != "" {
+		tz, _ = time.LoadLocation(s.Timezone) // validated when read
+	}
+	// task_annotations: "*" applies to every task, a named entry wins.
+	var rates map[string]string
+	if len(s.RateLimits) > 0 {
+		rates = map[string]string{}
+		if all, ok := s.RateLimits["*"]; ok {
+			for _, n := range handlers.Names {
+				rates[n] = all
+			}
+		}
+		for n, r := range s.RateLimits {
+			if n != "*" {
+				rates[n] = r
+			}
+		}
+	}
+	acksOnFailure := s.AcksOnFailureOrTimeout
 	return celerity.Config{
-		Hostname:           expandHostname(s.Hostname),
-		Queues:             queues,
-		Concurrency:        s.Concurrency,
-		PrefetchMultiplier: pm,
-		AcksLate:           s.AcksLate,
-		TrackStarted:       s.TrackStarted,
-		ResultExtended:     s.ResultExtended,
-		AcceptContent:      s.AcceptContent,
-		Logger:             logger,
+		TimeLimit:                s.TimeLimit,
+		SoftTimeLimit:            s.SoftTimeLimit,
+		AcksOnFailureOrTimeout:   &acksOnFailure,
+		RejectOnWorkerLost:       s.RejectOnWorkerLost,
+		StoreErrorsEvenIfIgnored: s.StoreErrorsEvenIfIgnored,
+		Timezone:                 tz,
+		RateLimits:               rates,
+		Hostname:                 expandHostname(s.Hostname),
+		Queues:                   queues,
+		Concurrency:              s.Concurrency,
+		PrefetchMultiplier:       pm,
+		AcksLate:                 s.AcksLate,
+		TrackStarted:             s.TrackStarted,
+		ResultExtended:           s.ResultExtended,
+		AcceptContent:            s.AcceptContent,
+		Logger:                   logger,
 	}
 }
