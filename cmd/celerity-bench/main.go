@@ -44,6 +44,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		jsonOut   string
 		quiet     bool
 		workerBin string
+		goArgs    string
 	)
 	fs.StringVar(&cfg.Broker, "broker", "redis://127.0.0.1:6379/0", "broker URL: redis://host:port/db or amqp://user:pass@host:port/vhost")
 	fs.StringVar(&cfg.Backend, "backend", "redis://127.0.0.1:6379/0", `redis:// result backend URL; "" runs with results off`)
@@ -58,6 +59,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Producer, "producer", "go", "go (encode like Celery) or python (real send_task)")
 	fs.StringVar(&cfg.LogLevel, "loglevel", "WARNING", "workers' log level (Celery's default WARNING)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "give up on a worker's drain after this long")
+	fs.StringVar(&goArgs, "go-args", "", `extra space-separated arguments for "celerity worker", e.g. "--prefetch-multiplier 64"`)
 	fs.BoolVar(&quiet, "q", false, "no progress output on stderr")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -97,6 +99,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if !quiet {
 		cfg.Progress = stderr
 	}
+	cfg.GoArgs = strings.Fields(goArgs)
 
 	if contains(cfg.Workers, "go") {
 		if workerBin == "" {

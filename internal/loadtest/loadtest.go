@@ -52,6 +52,9 @@ type Config struct {
 	Queue string
 	// WorkerBin is the celerity binary (required for the Go worker).
 	WorkerBin string
+	// GoArgs are extra arguments for `celerity worker` (for example
+	// "--prefetch-multiplier", "64").
+	GoArgs []string
 	// Python is the interpreter with celery (default DefaultPython).
 	Python string
 	// Producer is "go" (encode in Go, the default) or "python"
@@ -67,13 +70,14 @@ type Config struct {
 
 // WorkerRun is the measurement of one worker.
 type WorkerRun struct {
-	Worker      string `json:"worker"`
-	Broker      string `json:"broker"`
-	Backend     string `json:"backend"`
-	Queue       string `json:"queue"`
-	Producer    string `json:"producer"`
-	N           int    `json:"n"`
-	Concurrency int    `json:"concurrency"` // 0: the worker's default
+	Worker      string   `json:"worker"`
+	Broker      string   `json:"broker"`
+	Backend     string   `json:"backend"`
+	Queue       string   `json:"queue"`
+	Producer    string   `json:"producer"`
+	N           int      `json:"n"`
+	Concurrency int      `json:"concurrency"` // 0: the worker's default
+	ExtraArgs   []string `json:"extra_args,omitempty"`
 	// TasksPerSec is (N-1) / (last date_done - first date_done) with
 	// results on; with results off N' / (drain - first fetch), where N'
 	// counts the messages fetched after the first observation.
@@ -236,6 +240,9 @@ func runWorker(ctx context.Context, cfg Config, worker, pydir string) WorkerRun 
 		Producer: cfg.Producer, N: cfg.N, Concurrency: cfg.Concurrency}
 	if worker == "python" && r.Concurrency == 0 {
 		r.Concurrency = 2
+	}
+	if worker == "go" {
+		r.ExtraArgs = cfg.GoArgs
 	}
 	e, err := openEnv(cfg)
 	if err != nil {
@@ -489,6 +496,7 @@ func startWorker(cfg Config, worker, queue string, concurrency int, pydir string
 		if concurrency > 0 {
 			args = append(args, "-c", strconv.Itoa(concurrency))
 		}
+		args = append(args, cfg.GoArgs...)
 		cmd = exec.Command(cfg.WorkerBin, args...)
 	case "python":
 		cmd = exec.Command(cfg.Python, "-m", "celery", "-A", "celerity_bench_tasks", "worker",

@@ -131,6 +131,9 @@ func (rep *Report) WriteTable(w io.Writer) {
 		} else if r.Concurrency > 0 {
 			name = fmt.Sprintf("go -c %d", r.Concurrency)
 		}
+		if len(r.ExtraArgs) > 0 {
+			name += " " + strings.Join(r.ExtraArgs, " ")
+		}
 		header += name + "\t"
 	}
 	if g != nil && p != nil {

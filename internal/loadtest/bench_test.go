@@ -1,0 +1,133 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/celerity-go/celerity"
+	"github.com/celerity-go/celerity/handlers"
+	"github.com/celerity-go/celerity/internal/celerylog"
+	redisstore "github.com/celerity-go/celerity/resultstore/redis"
+	redistransport "github.com/celerity-go/celerity/transports/redis"
+)
+
+const benchRedisURL = "redis://127.0.0.1:6379/0"
+
+// redisOrSkip connects to the test Redis; skips (fails under CI=true)
+// when it is not there.
+func redisOrSkip(tb testing.TB) *redis.Client {
+	tb.Helper()
+	o, _ := redis.ParseURL(benchRedisURL)
+	c := redis.NewClient(o)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		c.Close()
+		if os.Getenv("CI") == "true" {
+			tb.Fatalf("redis: %v", err)
+		}
+		tb.Skipf("redis not reachable: %v", err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// BenchmarkRedisWorkerThroughput runs celerity's worker in-process on the
+// real Redis (broker and result backend) over b.N preloaded tasks.add
+// messages, as the celerity binary would (WARNING log level), and reports
+// tasks/s from the worker's start to the last stored result. Use
+// -benchtime=20000x for a steady-state number and -cpuprofile to profile
+// the worker.
+func BenchmarkRedisWorkerThroughput(b *testing.B) { benchWorker(b, true) }
+
+// BenchmarkRedisWorkerThroughputNoResults is the same with results off:
+// until every message is acknowledged.
+func BenchmarkRedisWorkerThroughputNoResults(b *testing.B) { benchWorker(b, false) }
+
+func benchWorker(b *testing.B, results bool) {
+	client := redisOrSkip(b)
+	ctx := context.Background()
+	batch := NewBatch(UniqueQueue(), b.N)
+	e := &env{kind: "redis", broker: client}
+	if results {
+		e.backend = client
+	}
+	b.Cleanup(func() { e.cleanup(batch) })
+	if err := PreloadRedis(ctx, client, batch); err != nil {
+		b.Fatal(err)
+	}
+	logger := slog.New(celerylog.New(io.Discard, slog.LevelWarn))
+	tr, err := redistransport.New(ctx, benchRedisURL, redistransport.Options{Logger: logger})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Close()
+	var w *celerity.Worker
+	cfg := celerity.Config{Queues: []string{batch.Queue}, Logger: logger}
+	if results {
+		rb, err := redisstore.New(ctx, benchRedisURL, redisstore.Options{Logger: logger})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer rb.Close()
+		w, err = celerity.NewWorker(tr, rb, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+	} else if w, err = celerity.NewWorker(tr, nil, cfg); err != nil {
+		b.Fatal(err)
+	}
+	if err := handlers.Register(w, logger); err != nil {
+		b.Fatal(err)
+	}
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	workCtx, stopWork := context.WithCancel(ctx)
+	defer stopWork()
+	runErr := make(chan error, 1)
+
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	go func() { runErr <- w.Run(fetchCtx, workCtx) }()
+	deadline := start.Add(5*time.Minute + time.Duration(b.N)*time.Millisecond)
+	for {
+		done, finished, err := e.progress(ctx, batch)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if finished {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d tasks done", done, b.N)
+		}
+		select {
+		case err := <-runErr:
+			b.Fatalf("worker stopped: %v", err)
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	stopFetch()
+	if err := <-runErr; err != nil && !errors.Is(err, context.Canceled) {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tasks/s")
+	if results {
+		st, err := collectResults(ctx, client, batch)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st.Found != b.N || st.Wrong != 0 {
+			b.Fatalf("found %d results of %d, %d wrong, e.g. %s", st.Found, b.N, st.Wrong, st.Example)
+		}
+	}
+}

@@ -1,0 +1,106 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestReadStatSelf(t *testing.T) {
+	st, ok := readStat(os.Getpid())
+	if !ok {
+		t.Fatal("cannot read own /proc stat")
+	}
+	if st.pgrp != syscall.Getpgrp() {
+		t.Errorf("pgrp = %d, want %d", st.pgrp, syscall.Getpgrp())
+	}
+	hwm, rss := readMem(os.Getpid())
+	if hwm <= 0 || rss <= 0 || rss > hwm {
+		t.Errorf("VmHWM %d, VmRSS %d", hwm, rss)
+	}
+	u := GroupUsage(syscall.Getpgrp())
+	if u.Processes < 1 || u.HWMBytes < hwm {
+		t.Errorf("GroupUsage = %+v", u)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"amqp://guest:guest@127.0.0.1:5672//", "amqp://guest:***@127.0.0.1:5672//"},
+		{"redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"},
+		{"redis://:secret@h:6379/1", "redis://:***@h:6379/1"},
+		{"", ""},
+	} {
+		if got := redactURL(c.in); got != c.want {
+			t.Errorf("redactURL(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestWriteTableRatios(t *testing.T) {
+	rep := &Report{Runs: []WorkerRun{
+		{Worker: "go", Broker: "redis://h/0", Backend: "redis://h/0", N: 10, TasksPerSec: 31000, PeakRSSBytes: 20 << 20,
+			Latency: &Latency{P50Ms: 1, P99Ms: 2}},
+		{Worker: "python", Concurrency: 2, Broker: "redis://h/0", Backend: "redis://h/0", N: 10, TasksPerSec: 1000, PeakRSSBytes: 100 << 20,
+			Latency: &Latency{P50Ms: 2, P99Ms: 3}},
+	}}
+	var buf bytes.Buffer
+	rep.WriteTable(&buf)
+	out := buf.String()
+	for _, want := range []string{"python prefork -c 2", "31.00×", "≥30× ok", "0.20×", "≤0.25 ok", "0.50×", "≤0.40 MISSED", "0.67×", "≤0.50 MISSED"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestRunSmoke runs the whole tool with a handful of tasks against the Go
+// worker binary (and the Python worker when Celery is installed).
+func TestRunSmoke(t *testing.T) {
+	client := redisOrSkip(t)
+	if testing.Short() {
+		t.Skip("builds and runs workers")
+	}
+	bin := filepath.Join(t.TempDir(), "celerity")
+	build := exec.Command("go", "build", "-o", bin, "github.com/celerity-go/celerity/cmd/celerity")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	workers := []string{"go"}
+	latency := 0
+	if PythonHasCelery("") {
+		workers = append(workers, "python")
+		latency = 5
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	queue := UniqueQueue()
+	rep, err := Run(ctx, Config{Broker: benchRedisURL, Backend: benchRedisURL, N: 60, Workers: workers,
+		Latency: latency, WorkerBin: bin, Queue: queue, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Runs) != len(workers) {
+		t.Fatalf("%d runs", len(rep.Runs))
+	}
+	for _, r := range rep.Runs {
+		if len(r.Errors) > 0 {
+			t.Errorf("%s: %v", r.Worker, r.Errors)
+		}
+		if r.ResultsFound != 60 || r.ResultsWrong != 0 || r.TasksPerSec <= 0 || r.PeakRSSBytes <= 0 || r.Processes < 1 {
+			t.Errorf("%s: %+v", r.Worker, r)
+		}
+		if latency > 0 && (r.Latency == nil || r.Latency.N != latency || r.Latency.P50Ms <= 0 || r.Latency.P99Ms < r.Latency.P50Ms) {
+			t.Errorf("%s latency: %+v", r.Worker, r.Latency)
+		}
+	}
+	if n, _ := client.Exists(context.Background(), queue, "_kombu.binding."+queue).Result(); n != 0 {
+		t.Errorf("queue keys left behind: %d", n)
+	}
+}
