@@ -403,33 +403,50 @@ func sleepSucceeded(out string) map[string]int {
 }
 
 // Acceptance 6: on a queue with x-max-priority 10, high-priority tasks
-// published after low-priority ones run first.
+// published after low-priority ones run first. The queue is declared by
+// Python first, or by a Go worker that is stopped before Python publishes
+// (Python's declaration must then be equivalent, or publishing fails).
 func TestAMQPPriority(t *testing.T) {
-	_, broker := newVhost(t)
-	env := map[string]string{"COMPAT_BROKER": broker, "COMPAT_BACKEND": backendURL()}
-	// Python declares the queue (queue_arguments x-max-priority 10) and
-	// publishes five priority-1 tasks, then five priority-9 tasks.
-	var ids struct{ Low, High []string }
-	if err := json.Unmarshal([]byte(runPyFile(t, "amqp_priority.py", env, "publish")), &ids); err != nil {
-		t.Fatal(err)
-	}
-	cfg := writeConfig(t, "task_queues:\n  - {name: prio, exchange: prio, routing_key: prio, max_priority: 10}\n")
-	gw := startGoWorker(t, amqpWorkerArgs(t, broker, backendURL(), "--config", cfg, "-Q", "prio", "-c", "1", "--prefetch-multiplier", "1")...)
-	all := append(append([]string(nil), ids.High...), ids.Low...)
-	out := runPyFile(t, "amqp_priority.py", env, append([]string{"collect"}, all...)...)
-	if want := strings.Repeat("ok\n", len(all)); out != want {
-		t.Fatalf("results: %q", out)
-	}
-	re := regexp.MustCompile(`Task tasks\.add\[([^\]]+)\] succeeded in`)
-	var order []string
-	for _, m := range re.FindAllStringSubmatch(gw.out.String(), -1) {
-		order = append(order, m[1])
-	}
-	if strings.Join(order, ",") != strings.Join(all, ",") {
-		t.Errorf("execution order\n got %v\nwant %v (the five priority-9 tasks, then the five priority-1 tasks)", order, all)
-	}
-	if n := gw.count("PRECONDITION_FAILED"); n != 0 {
-		t.Errorf("worker log has %d PRECONDITION_FAILED lines", n)
+	for _, order := range []string{"producer_first", "worker_first"} {
+		t.Run(order, func(t *testing.T) {
+			vhost, broker := newVhost(t)
+			env := map[string]string{"COMPAT_BROKER": broker, "COMPAT_BACKEND": backendURL()}
+			cfg := writeConfig(t, "task_queues:\n  - {name: prio, exchange: prio, routing_key: prio, max_priority: 10}\n")
+			args := amqpWorkerArgs(t, broker, backendURL(), "--config", cfg, "-Q", "prio", "-c", "1", "--prefetch-multiplier", "1")
+			if order == "worker_first" {
+				first := startGoWorker(t, args...)
+				first.stop(20 * time.Second)
+				if _, ok := queueDepths(t, vhost)["prio"]; !ok {
+					t.Fatal("the Go worker did not declare prio")
+				}
+			}
+			// Python declares the queue (queue_arguments x-max-priority 10) and
+			// publishes five priority-1 tasks, then five priority-9 tasks.
+			var ids struct{ Low, High []string }
+			if err := json.Unmarshal([]byte(runPyFile(t, "amqp_priority.py", env, "publish")), &ids); err != nil {
+				t.Fatal(err)
+			}
+			if d := queueDepths(t, vhost)["prio"]; d != 10 {
+				t.Fatalf("prio holds %d messages before the worker starts, want 10", d)
+			}
+			gw := startGoWorker(t, args...)
+			all := append(append([]string(nil), ids.High...), ids.Low...)
+			out := runPyFile(t, "amqp_priority.py", env, append([]string{"collect"}, all...)...)
+			if want := strings.Repeat("ok\n", len(all)); out != want {
+				t.Fatalf("results: %q", out)
+			}
+			re := regexp.MustCompile(`Task tasks\.add\[([^\]]+)\] succeeded in`)
+			var ran []string
+			for _, m := range re.FindAllStringSubmatch(gw.out.String(), -1) {
+				ran = append(ran, m[1])
+			}
+			if strings.Join(ran, ",") != strings.Join(all, ",") {
+				t.Errorf("execution order\n got %v\nwant %v (the five priority-9 tasks, then the five priority-1 tasks)", ran, all)
+			}
+			if n := gw.count("PRECONDITION_FAILED"); n != 0 {
+				t.Errorf("worker log has %d PRECONDITION_FAILED lines", n)
+			}
+		})
 	}
 }
 
