@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -119,6 +120,10 @@ func TestAMQPBasicTasks(t *testing.T) {
 			if backend == "rpc" {
 				be = "rpc://"
 			}
+			// A policy dead-letters what is rejected from "celery" into
+			// "dlq", so a reject (not an ack) of the unregistered task is
+			// visible; policies do not take part in declare equivalence.
+			dlq := deadLetterQueue(t, vhost, broker, "celery")
 			w := startGoWorker(t, amqpWorkerArgs(t, broker, be)...)
 			res := pyClient(t, clientSpec{Broker: broker, Backend: be, Calls: []call{
 				{Name: "tasks.add", Args: []any{2, 3}},
@@ -157,10 +162,55 @@ func TestAMQPBasicTasks(t *testing.T) {
 				d, ok := queueDepths(t, vhost)["celery"]
 				return ok && d == 0
 			})
+			// Exactly the unregistered task was rejected.
+			if got := dlq(); len(got) != 1 || got[0] != res[4].ID {
+				t.Errorf("dead-lettered task ids %v, want only the unregistered task %s", got, res[4].ID)
+			}
 			if n := w.count("PRECONDITION_FAILED"); n != 0 {
 				t.Errorf("worker log has %d PRECONDITION_FAILED lines", n)
 			}
 		})
+	}
+}
+
+// deadLetterQueue sets a policy on queue in vhost that dead-letters
+// rejected messages into a fresh queue "dlq", and returns a function that
+// drains "dlq" and returns the task ids (header id) found there.
+func deadLetterQueue(t *testing.T, vhost, broker, queue string) func() []string {
+	t.Helper()
+	conn, err := amqp.Dial(broker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDeclare("dlx", "fanout", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("dlq", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind("dlq", "", "dlx", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	rabbitmqctl(t, "-q", "set_policy", "-p", vhost, "--apply-to", "queues", "dlx", "^"+regexp.QuoteMeta(queue)+"$", `{"dead-letter-exchange":"dlx"}`)
+	return func() []string {
+		t.Helper()
+		var ids []string
+		for {
+			d, ok, err := ch.Get("dlq", true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				return ids
+			}
+			id, _ := d.Headers["id"].(string)
+			ids = append(ids, id)
+		}
 	}
 }
 
