@@ -204,14 +204,11 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]*Delivery, error) {
 				continue // BRPOP timed out; go round again
 			}
 			c.rotate(r.p.queue)
+			// Return at once: the next Fetch pops the rest of a burst,
+			// and an idle queue's single message is not delayed by
+			// another round trip.
 			if d := c.delivery(ctx, r.p); d != nil {
 				c.buffered = append(c.buffered, d)
-			}
-			if max > len(c.buffered) {
-				more, err := c.popBatch(ctx, max-len(c.buffered))
-				if err == nil {
-					c.buffered = append(c.buffered, more...)
-				}
 			}
 		}
 	}
