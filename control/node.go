@@ -84,6 +84,9 @@ type Events interface {
 	SendHeartbeat()
 }
 
+// The event dispatcher serves the event commands directly.
+var _ Events = (*events.Dispatcher)(nil)
+
 // Options configure a Node. The zero value gives Celery's defaults.
 type Options struct {
 	// Namespace is the mailbox name (Celery's control_exchange), default
