@@ -79,17 +79,19 @@ func queueDepths(t *testing.T, vhost string) map[string]int {
 
 // closeGoConnections force-closes the Go worker's connections in vhost
 // (client-provided name "celerity") and returns how many it closed.
+// list_connections is not scoped by -p, so the vhost column is checked.
 func closeGoConnections(t *testing.T, vhost string) int {
 	t.Helper()
-	out := rabbitmqctl(t, "-s", "list_connections", "-p", vhost, "pid", "client_properties")
+	out := rabbitmqctl(t, "-s", "list_connections", "pid", "vhost", "name", "client_properties")
 	n := 0
 	for _, line := range strings.Split(out, "\n") {
-		// pid, a tab, then client_properties in Erlang term syntax.
-		pid, props, ok := strings.Cut(line, "\t")
-		if !ok || !strings.Contains(props, `{"connection_name","celerity"}`) {
+		// pid, vhost, name, then client_properties in Erlang term syntax.
+		f := strings.SplitN(line, "\t", 4)
+		if len(f) < 4 || f[1] != vhost || !strings.Contains(f[3], `{"connection_name","celerity"}`) {
 			continue
 		}
-		rabbitmqctl(t, "-q", "close_connection", pid, "compat test: forced close")
+		t.Logf("closing connection %s (%s)", f[0], f[2])
+		rabbitmqctl(t, "-q", "close_connection", f[0], "compat test: forced close")
 		n++
 	}
 	return n
@@ -400,7 +402,15 @@ func TestAMQPConnectionLossLateAck(t *testing.T) {
 			return gw.count("Connection to broker lost") == len(closedAt)
 		})
 	}
-	eventually(t, 120*time.Second, "all 5000 results", func() bool { return done() == n })
+	deadline := time.Now().Add(90 * time.Second)
+	for done() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out with %d of %d results; broker state:\n%s%s", done(), n,
+				rabbitmqctl(t, "-q", "list_queues", "-p", vhost, "name", "messages_ready", "messages_unacknowledged", "consumers"),
+				rabbitmqctl(t, "-q", "list_channels", "vhost", "connection", "number", "prefetch_count", "global_prefetch_count", "messages_unacknowledged", "consumer_count"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	pub.waitFor("published 5000", 30*time.Second)
 	if got := gw.count("Connection to broker lost"); got != 2 {
 		t.Errorf("worker logged %d connection losses, want 2", got)
