@@ -108,6 +108,16 @@ type Config struct {
 	// visibility timeout (Redis) does not hand them to another consumer.
 	// Default 60 s.
 	TouchInterval time.Duration
+
+	// Observers receive task events (Celery events, metrics, tracing).
+	Observers []Observer
+	// DefaultQueue is task_default_queue ("celery"): where the worker
+	// publishes canvas follow-ups (chain steps, callbacks, chord bodies)
+	// that name no queue and match no route.
+	DefaultQueue string
+	// Routes is the name → queue part of task_routes, for follow-ups; keys
+	// may be glob patterns ("app1.*").
+	Routes map[string]string
 }
 
 func (c *Config) setDefaults() error {
@@ -129,6 +139,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.PrefetchMultiplier == 0 {
 		c.PrefetchMultiplier = 4
+	}
+	if c.DefaultQueue == "" {
+		c.DefaultQueue = "celery"
 	}
 	if len(c.AcceptContent) == 0 {
 		c.AcceptContent = []string{"json"}

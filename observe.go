@@ -78,3 +78,20 @@ type Stats struct {
 	Processed   int64            // tasks finished since start
 	Total       map[string]int64 // finished tasks by name
 }
+
+// observed reports whether anyone listens to task events, so the hot path
+// builds no event otherwise.
+func (p *pipeline) observed() bool { return len(p.w.cfg.Observers) > 0 }
+
+// emit hands ev to every observer.
+func (p *pipeline) emit(ev *TaskEvent) {
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	if r := ev.Request; r != nil {
+		ev.TaskID, ev.TaskName = r.ID, r.Name
+	}
+	for _, o := range p.w.cfg.Observers {
+		o.TaskEvent(ev)
+	}
+}

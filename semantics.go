@@ -50,7 +50,7 @@ func (p *pipeline) rateReserve(j *job) (at time.Time, wait bool) {
 		return time.Time{}, false
 	}
 	j.rated = true
-	b := p.buckets[j.t.Name]
+	b := (*p.w.rates.Load())[j.t.Name]
 	if b == nil {
 		return time.Time{}, false
 	}
@@ -166,14 +166,14 @@ type callResult struct {
 // if the handler ignores it, it keeps running in its own goroutine (Go
 // cannot stop a goroutine) and whatever it returns is discarded; the
 // execution slot is free for the next task.
-func (p *pipeline) runLimited(j *job) (ret any, err error, stack []byte, hardLimit time.Duration) {
+func (p *pipeline) runLimited(parent context.Context, j *job) (ret any, err error, stack []byte, hardLimit time.Duration) {
 	hard, soft := p.timeLimits(j)
 	if hard <= 0 && soft <= 0 {
-		ret, err, stack = p.call(p.workCtx, j)
+		ret, err, stack = p.call(parent, j)
 		return ret, err, stack, 0
 	}
 	t := j.t
-	ctx, cancel := context.WithCancelCause(p.workCtx)
+	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 	if soft > 0 {
 		st := time.AfterFunc(soft, func() {
@@ -224,6 +224,11 @@ func (p *pipeline) hardTimeout(j *job, limit time.Duration, late bool) {
 	m.Traceback = "Traceback (most recent call last):\n  Go handler for \"" + t.Name + "\" exceeded its hard time limit\n" +
 		"billiard.exceptions.TimeLimitExceeded: " + pySeconds(limit) + "\n"
 	p.finishError(j, m, !late, late && !p.acksOnFailureOrTimeout(j))
+	info := m.Result.(*resultstore.ExceptionInfo)
+	p.failureFollowUps(j, info, m.Traceback)
+	if p.observed() {
+		p.emit(&TaskEvent{Type: EventTaskFailed, Request: j.req, Exception: pyExcRepr(exc), Traceback: m.Traceback, Runtime: limit})
+	}
 }
 
 // autoretry turns an error the task's AutoretryFor accepts into a
@@ -323,6 +328,15 @@ func (p *pipeline) retry(j *job, re *RetryError, late bool, runtime float64) {
 	// The retry message is this task's child, as Celery records it.
 	m.Children = []any{[]any{[]any{t.ID, nil}, nil}}
 	p.finishError(j, m, !late, false)
+	if p.observed() {
+		ev := &TaskEvent{Type: EventTaskRetried, Request: j.req, Traceback: m.Traceback}
+		if re.Err != nil {
+			ev.Exception = pyExcRepr(pyException(re.Err))
+		} else {
+			ev.Exception = "Retry(" + protocolv2.PyRepr(text) + ")"
+		}
+		p.emit(ev)
+	}
 }
 
 // republish sends the retry message: Celery's signature_from_request with

@@ -33,8 +33,16 @@ type Worker struct {
 
 	mu      sync.Mutex
 	running bool
-	// pipe is the running pipeline, for tests.
+	// pipe is the running pipeline.
 	pipe atomic.Pointer[pipeline]
+
+	canvas  *canvas
+	track   *tracker
+	revoked revokedSet
+	started time.Time
+	stop    atomic.Value // context.CancelFunc of the running fetch context
+	rateMu  sync.Mutex
+	rates   atomic.Pointer[map[string]*ratelimit.Bucket]
 }
 
 // NewWorker returns a worker consuming from tr and storing results in rb
@@ -55,7 +63,7 @@ func NewWorker(tr transports.Transport, rb resultstore.Backend, cfg Config) (*Wo
 	if err != nil {
 		return nil, fmt.Errorf("celerity: accept_content: %w", err)
 	}
-	return &Worker{
+	w := &Worker{
 		cfg:      cfg,
 		tr:       tr,
 		rb:       rb,
@@ -63,7 +71,13 @@ func NewWorker(tr transports.Transport, rb resultstore.Backend, cfg Config) (*Wo
 		log:      cfg.Logger,
 		pid:      os.Getpid(),
 		handlers: map[string]*registered{},
-	}, nil
+		track:    newTracker(),
+		started:  time.Now(),
+		canvas:   &canvas{defaultQueue: cfg.DefaultQueue, routes: cfg.Routes, rb: rb, hostname: cfg.Hostname},
+	}
+	rates := map[string]*ratelimit.Bucket{}
+	w.rates.Store(&rates)
+	return w, nil
 }
 
 // Hostname returns the worker's node name.
@@ -132,6 +146,11 @@ func (w *Worker) Run(fetchCtx, workCtx context.Context) error {
 		}
 	}
 	w.mu.Unlock()
+	rates := w.buckets()
+	w.rates.Store(&rates)
+	fetchCtx, stopFetch := context.WithCancel(fetchCtx)
+	defer stopFetch()
+	w.stop.Store(context.CancelFunc(stopFetch))
 
 	if err := w.tr.Declare(fetchCtx, w.cfg.declarations()...); err != nil {
 		return fmt.Errorf("celerity: declare queues: %w", err)
@@ -167,8 +186,7 @@ type pipeline struct {
 	restoreMu sync.Mutex
 	restore   []*transports.Delivery
 
-	buckets      map[string]*ratelimit.Bucket // read-only during Run
-	held         atomic.Int64                 // messages parked in the timer
+	held         atomic.Int64 // messages parked in the timer
 	heldKick     chan struct{}
 	abandoned    atomic.Int64 // handlers still running past their hard time limit
 	heldStop     chan struct{}
@@ -183,6 +201,8 @@ type job struct {
 	req *Request
 	// rated is set once the job holds its rate-limit reservation.
 	rated bool
+	// terminated is set when a revoke with terminate cancelled the job.
+	terminated atomic.Bool
 }
 
 type resultJob struct {
@@ -205,7 +225,6 @@ func newPipeline(w *Worker, cons transports.Consumer, fetchCtx, workCtx context.
 		work:         make(chan *job, pf),
 		results:      make(chan resultJob, 4*w.cfg.Concurrency+64),
 		acks:         make(chan ackJob, pf+64),
-		buckets:      w.buckets(),
 		heldKick:     make(chan struct{}, 1),
 		heldStop:     make(chan struct{}),
 		prefetchBase: pf,
@@ -461,11 +480,20 @@ func (p *pipeline) receive(j *job) bool {
 	}
 	j.t, j.reg = t, reg
 	j.req = p.newRequest(d, t)
-	attrs := []any{"task_id", t.ID, "task_name", t.Name}
-	if !t.ETA.IsZero() {
-		w.log.Info(fmt.Sprintf("Task %s[%s] received", t.Name, t.ID), append(attrs, "eta", t.ETA)...)
-	} else {
+	w.track.reserve(j)
+	if w.log.Enabled(p.fetchCtx, slog.LevelInfo) {
+		attrs := []any{"task_id", t.ID, "task_name", t.Name}
+		if !t.ETA.IsZero() {
+			attrs = append(attrs, "eta", t.ETA)
+		}
 		w.log.Info(fmt.Sprintf("Task %s[%s] received", t.Name, t.ID), attrs...)
+	}
+	if p.observed() {
+		p.emit(&TaskEvent{Type: EventTaskReceived, Request: j.req})
+	}
+	if w.revoked.has(t.ID) {
+		p.revokedTask(j, false, false)
+		return false
 	}
 	if p.expired(j) {
 		return false
@@ -506,10 +534,7 @@ func (p *pipeline) expired(j *job) bool {
 	if t.Expires.IsZero() || time.Now().Before(t.Expires) {
 		return false
 	}
-	p.w.log.Info(fmt.Sprintf("Discarding revoked task: %s[%s]", t.Name, t.ID), "task_id", t.ID, "task_name", t.Name, "reason", "expired")
-	meta := p.newMeta(j, resultstore.Revoked)
-	meta.Result = &resultstore.ExceptionInfo{Type: "TaskRevokedError", Module: "celery.exceptions", Message: []any{"expired"}}
-	p.finishError(j, meta, false, false)
+	p.revokedTask(j, true, false)
 	return true
 }
 
@@ -531,6 +556,10 @@ func (p *pipeline) unknownTask(d *transports.Delivery, name string) {
 		"The delivery info for this task is:\n%v",
 		protocolv2.PyRepr(name), m.Headers, m.Properties.DeliveryInfo),
 		"task_id", id, "task_name", name)
+	if p.observed() {
+		p.emit(&TaskEvent{Type: EventTaskFailed, TaskID: id, TaskName: name,
+			Exception: "NotRegistered(" + protocolv2.PyRepr(name) + ")"})
+	}
 	if id != "" && p.w.rb != nil {
 		meta := &resultstore.Meta{
 			TaskID: id, Status: resultstore.Failure,
@@ -556,6 +585,10 @@ func (p *pipeline) badMessage(d *transports.Delivery, err error) {
 	id, _ := m.Headers["id"].(string)
 	var cd *kombu.ContentDisallowedError
 	var de *kombu.DecodeError
+	if p.observed() {
+		name, _ := m.Headers["task"].(string)
+		p.emit(&TaskEvent{Type: EventTaskRejected, TaskID: id, TaskName: name})
+	}
 	switch {
 	case errors.Is(err, protocolv2.ErrUnknownMessage):
 		p.w.log.Warn("Received and deleted unknown message.  Wrong destination?!?", "task_id", id, "reason", err.Error())
@@ -664,9 +697,20 @@ func (p *pipeline) execute(j *job) {
 	if p.expired(j) {
 		return
 	}
+	if p.w.revoked.has(t.ID) {
+		p.revokedTask(j, false, false)
+		return
+	}
 	late := p.acksLate(j)
 	if !late {
 		p.settle(j.d, false, false)
+	}
+	ctx, cancel := context.WithCancelCause(p.workCtx)
+	defer cancel(nil)
+	w.track.start(j, cancel, !late)
+	defer w.track.done(j)
+	if p.observed() {
+		p.emit(&TaskEvent{Type: EventTaskStarted, Request: j.req})
 	}
 	if p.trackStarted(j) && !p.ignoreResult(j) {
 		m := p.newMeta(j, resultstore.Started)
@@ -675,7 +719,11 @@ func (p *pipeline) execute(j *job) {
 		p.results <- resultJob{meta: m}
 	}
 	start := time.Now()
-	ret, err, stack, hardLimit := p.runLimited(j)
+	ret, err, stack, hardLimit := p.runLimited(ctx, j)
+	if j.terminated.Load() {
+		p.revokedTask(j, false, !late)
+		return
+	}
 	if hardLimit > 0 {
 		p.hardTimeout(j, hardLimit, late)
 		return
@@ -689,11 +737,23 @@ func (p *pipeline) execute(j *job) {
 	var re *RetryError
 	switch {
 	case err == nil:
-		w.log.Info(fmt.Sprintf("Task %s[%s] succeeded in %ss: %s", t.Name, t.ID, formatSeconds(runtime), protocolv2.PyRepr(ret)),
-			"task_id", t.ID, "task_name", t.Name, "duration", runtime, "state", resultstore.Success)
+		children, ferr := p.successFollowUps(j, ret)
+		if ferr != nil {
+			p.fail(j, ferr, nil, late, runtime)
+			return
+		}
+		if w.log.Enabled(p.workCtx, slog.LevelInfo) {
+			w.log.Info(fmt.Sprintf("Task %s[%s] succeeded in %ss: %s", t.Name, t.ID, formatSeconds(runtime), protocolv2.PyRepr(ret)),
+				"task_id", t.ID, "task_name", t.Name, "duration", runtime, "state", resultstore.Success)
+		}
 		m := p.newMeta(j, resultstore.Success)
 		m.Result = ret
+		m.Children = children
 		p.finish(j, m, !late)
+		p.chordPart(j, resultstore.Success, ret)
+		if p.observed() {
+			p.emit(&TaskEvent{Type: EventTaskSucceeded, Request: j.req, Result: ret, Runtime: time.Duration(runtime * float64(time.Second))})
+		}
 	case errors.Is(err, ErrIgnore):
 		w.log.Info(fmt.Sprintf("Task %s[%s] ignored", t.Name, t.ID), "task_id", t.ID, "task_name", t.Name)
 		if late {
@@ -720,9 +780,15 @@ func (p *pipeline) fail(j *job, err error, stack []byte, late bool, runtime floa
 	p.w.log.Error(fmt.Sprintf("Task %s[%s] raised unexpected: %s", t.Name, t.ID, pyExcRepr(exc)),
 		"task_id", t.ID, "task_name", t.Name, "duration", runtime, "state", resultstore.Failure, "traceback", tb)
 	m := p.newMeta(j, resultstore.Failure)
-	m.Result = &resultstore.ExceptionInfo{Type: exc.Type, Module: exc.Module, Message: exc.Args}
+	info := &resultstore.ExceptionInfo{Type: exc.Type, Module: exc.Module, Message: exc.Args}
+	m.Result = info
 	m.Traceback = tb
 	p.finishError(j, m, !late, late && !p.acksOnFailureOrTimeout(j))
+	p.failureFollowUps(j, info, tb)
+	if p.observed() {
+		p.emit(&TaskEvent{Type: EventTaskFailed, Request: j.req, Exception: pyExcRepr(exc), Traceback: tb,
+			Runtime: time.Duration(runtime * float64(time.Second))})
+	}
 }
 
 // call runs the handler, turning a panic into an error with its stack.

@@ -22,7 +22,7 @@ import (
 
 // ErrUnknownTask is returned by Worker methods for a task name the worker
 // does not know; the command answers {"error": "unknown task"}.
-var ErrUnknownTask = errors.New("unknown task")
+var ErrUnknownTask = celerity.ErrUnknownTask
 
 // Worker is what the control node needs from the worker. Methods are
 // called from the node's goroutine, concurrently with task processing.

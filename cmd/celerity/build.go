@@ -16,17 +16,19 @@ import (
 )
 
 // buildWorker connects to the broker and result backend named by s.
-func buildWorker(ctx context.Context, s settings, logger *slog.Logger) (*celerity.Worker, func(), error) {
+func buildWorker(ctx context.Context, s settings, logger *slog.Logger) (*celerity.Worker, *monitoring, func(), error) {
 	tr, err := openTransport(ctx, s, logger)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	rb, err := openBackend(ctx, s, tr, logger)
 	if err != nil {
 		tr.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cfg := workerConfig(s, logger)
+	mon, observers := newMonitoring(s, tr, logger)
+	cfg.Observers = append(cfg.Observers, observers...)
 	for _, q := range s.TaskQueues {
 		d := transports.Queue{Name: q.Name, Exchange: q.Exchange, ExchangeType: q.ExchangeType,
 			RoutingKey: q.RoutingKey, Durable: true, MaxPriority: q.MaxPriority}
@@ -50,7 +52,7 @@ func buildWorker(ctx context.Context, s settings, logger *slog.Logger) (*celerit
 		if rb != nil {
 			rb.Close()
 		}
-		return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
+		return nil, nil, nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	cleanup := func() {
 		if rb != nil {
@@ -58,7 +60,7 @@ func buildWorker(ctx context.Context, s settings, logger *slog.Logger) (*celerit
 		}
 		tr.Close()
 	}
-	return w, cleanup, nil
+	return w, mon, cleanup, nil
 }
 
 func scheme(url string) string {

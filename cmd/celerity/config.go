@@ -41,6 +41,14 @@ type settings struct {
 	// RateLimits comes from task_annotations: task name (or "*") →
 	// rate_limit.
 	RateLimits map[string]string
+
+	// Monitoring and routing.
+	TaskEvents       bool              // worker_send_task_events (-E)
+	WithoutHeartbeat bool              // --without-heartbeat: no worker events
+	WithoutControl   bool              // --without-control: no pidbox node
+	MetricsAddr      string            // --metrics-addr: Prometheus /metrics
+	Routes           map[string]string // task_routes: name or glob → queue
+	ControlExchange  string            // control_exchange
 }
 
 // queueSetting is one entry of task_queues.
@@ -94,7 +102,9 @@ var aliases = map[string]string{
 	"task_store_errors_even_if_ignored": "task_store_errors_even_if_ignored", "CELERY_STORE_ERRORS_EVEN_IF_IGNORED": "task_store_errors_even_if_ignored",
 	"timezone": "timezone", "CELERY_TIMEZONE": "timezone",
 	"task_annotations": "task_annotations", "CELERY_ANNOTATIONS": "task_annotations",
-	"task_routes": "ignore", "CELERY_ROUTES": "ignore",
+	"task_routes": "task_routes", "CELERY_ROUTES": "task_routes",
+	"worker_send_task_events": "worker_send_task_events", "CELERY_SEND_EVENTS": "worker_send_task_events",
+	"control_exchange": "control_exchange", "CELERY_CONTROL_EXCHANGE": "control_exchange",
 	"enable_utc": "ignore", "CELERY_ENABLE_UTC": "ignore", "task_serializer": "ignore", "CELERY_TASK_SERIALIZER": "ignore",
 	"result_serializer": "ignore", "CELERY_RESULT_SERIALIZER": "ignore",
 }
@@ -137,6 +147,12 @@ func (s *settings) set(key string, v any) error {
 	var err error
 	switch key {
 	case "ignore":
+	case "task_routes":
+		s.Routes, err = asRoutes(v)
+	case "worker_send_task_events":
+		s.TaskEvents, err = asBool(v)
+	case "control_exchange":
+		s.ControlExchange, err = asString(v)
 	case "broker_url":
 		s.BrokerURL, err = asString(v)
 	case "result_backend":
@@ -379,6 +395,32 @@ func asAnnotations(v any) (map[string]string, error) {
 			default:
 				return nil, fmt.Errorf("task %q: rate_limit: want a string, got %T", name, val)
 			}
+		}
+	}
+	return out, nil
+}
+
+// asRoutes reads the mapping form of task_routes: task name (or glob) →
+// {queue: name} or → "queue name". Router functions and lists of routers
+// exist only in Python and are refused.
+func asRoutes(v any) (map[string]string, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("want a mapping of task name to {queue: ...}, got %T", v)
+	}
+	out := make(map[string]string, len(m))
+	for name, r := range m {
+		switch x := r.(type) {
+		case string:
+			out[name] = x
+		case map[string]any:
+			q, ok := x["queue"].(string)
+			if !ok {
+				return nil, fmt.Errorf("route for %q has no queue", name)
+			}
+			out[name] = q
+		default:
+			return nil, fmt.Errorf("route for %q: want {queue: ...}, got %T", name, r)
 		}
 	}
 	return out, nil

@@ -83,6 +83,17 @@ func parseWorkerFlags(args []string, getenv func(string) string, stderr io.Write
 		fs.IntVar(&concurrency, n, 0, "tasks run at once (worker_concurrency), default: number of CPUs")
 	}
 	fs.IntVar(&prefetch, "prefetch-multiplier", -1, "worker_prefetch_multiplier (default 4)")
+	var taskEvents, withoutHeartbeat, withoutControl, ignored bool
+	var metricsAddr, pool string
+	for _, n := range []string{"E", "task-events"} {
+		fs.BoolVar(&taskEvents, n, false, "send task events for monitors such as Flower (worker_send_task_events)")
+	}
+	fs.BoolVar(&withoutHeartbeat, "without-heartbeat", false, "send no worker events (online, heartbeat, offline)")
+	fs.BoolVar(&withoutControl, "without-control", false, "do not answer remote control (celery inspect/control)")
+	fs.BoolVar(&ignored, "without-gossip", false, "accepted for compatibility (the Go worker does not gossip)")
+	fs.BoolVar(&ignored, "without-mingle", false, "accepted for compatibility (the Go worker does not mingle)")
+	str(&pool, []string{"P", "pool"}, "accepted for compatibility: tasks always run in goroutines")
+	str(&metricsAddr, []string{"metrics-addr"}, "serve Prometheus metrics on this address, e.g. :9808")
 	var timeLimit, softTimeLimit float64
 	fs.Float64Var(&timeLimit, "time-limit", 0, "hard time limit in seconds (task_time_limit)")
 	fs.Float64Var(&softTimeLimit, "soft-time-limit", 0, "soft time limit in seconds (task_soft_time_limit)")
@@ -123,6 +134,14 @@ func parseWorkerFlags(args []string, getenv func(string) string, stderr io.Write
 	}
 	if prefetch >= 0 {
 		s.PrefetchMultiplier = prefetch
+	}
+	if taskEvents {
+		s.TaskEvents = true
+	}
+	s.WithoutHeartbeat = s.WithoutHeartbeat || withoutHeartbeat
+	s.WithoutControl = s.WithoutControl || withoutControl
+	if metricsAddr != "" {
+		s.MetricsAddr = metricsAddr
 	}
 	if timeLimit > 0 {
 		s.TimeLimit = time.Duration(timeLimit * float64(time.Second))
@@ -205,7 +224,7 @@ func workerCmd(args []string, stderr io.Writer) error {
 		}
 	}()
 
-	w, cleanup, err := buildWorker(fetchCtx, s, logger)
+	w, mon, cleanup, err := buildWorker(fetchCtx, s, logger)
 	if err != nil {
 		return err
 	}
@@ -213,6 +232,11 @@ func workerCmd(args []string, stderr io.Writer) error {
 	if err := handlers.Register(w, logger); err != nil {
 		return err
 	}
+	stopMonitoring, err := mon.start(w)
+	if err != nil {
+		return err
+	}
+	defer stopMonitoring()
 	return w.Run(fetchCtx, workCtx)
 }
 
@@ -253,6 +277,8 @@ func workerConfig(s settings, logger *slog.Logger) celerity.Config {
 	}
 	acksOnFailure := s.AcksOnFailureOrTimeout
 	return celerity.Config{
+		DefaultQueue:             s.DefaultQueue,
+		Routes:                   s.Routes,
 		TimeLimit:                s.TimeLimit,
 		SoftTimeLimit:            s.SoftTimeLimit,
 		AcksOnFailureOrTimeout:   &acksOnFailure,
