@@ -17,6 +17,8 @@ from kombu import Exchange, Queue
 
 app = Celery("prio", broker=os.environ["COMPAT_BROKER"], backend=os.environ["COMPAT_BACKEND"])
 app.conf.update(
+    # confirms: a publish-and-exit must not lose its messages
+    broker_transport_options={"confirm_publish": True},
     task_queues=(Queue("prio", Exchange("prio"), routing_key="prio", queue_arguments={"x-max-priority": 10}),),
     task_default_queue="prio",
 )

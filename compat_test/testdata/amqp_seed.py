@@ -16,6 +16,8 @@ from kombu import Exchange, Queue
 
 app = Celery("seed", broker=os.environ["COMPAT_BROKER"], backend=os.environ["COMPAT_BACKEND"])
 app.conf.update(
+    # confirms: a publish-and-exit must not lose its messages
+    BROKER_TRANSPORT_OPTIONS={"confirm_publish": True},
     CELERY_QUEUES=(
         Queue("for_task1", Exchange("for_task1"), routing_key="task_a"),
         Queue("for_task2", Exchange("for_task2"), routing_key="task_b"),
