@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/celerity-go/celerity"
 	"github.com/celerity-go/celerity/resultstore"
@@ -27,6 +28,10 @@ func buildWorker(ctx context.Context, s settings, logger *slog.Logger) (*celerit
 		return nil, nil, nil, err
 	}
 	cfg := workerConfig(s, logger)
+	if rt, ok := tr.(*redistransport.Transport); ok {
+		// Refresh held ETA messages well within the visibility timeout.
+		cfg.TouchInterval = min(time.Minute, max(rt.Options().VisibilityTimeout/4, 100*time.Millisecond))
+	}
 	mon, observers := newMonitoring(s, tr, logger)
 	cfg.Observers = append(cfg.Observers, observers...)
 	for _, q := range s.TaskQueues {
@@ -166,3 +171,6 @@ func openBackend(ctx context.Context, s settings, tr transports.Transport, logge
 	}
 	return nil, fmt.Errorf("%w: unsupported result backend %q (want redis://)", errUsage, url)
 }
+
+// The Redis consumer refreshes held messages for the worker.
+var _ celerity.DeliveryToucher = (*redistransport.Consumer)(nil)

@@ -400,6 +400,32 @@ func (c *Consumer) ackTags(ctx context.Context, tags []string) error {
 	return err
 }
 
+// Touch refreshes the unacked_index score of deliveries the worker still
+// holds (ETA or rate-limited tasks), so no kombu process's visibility
+// sweep restores them while they wait. ZADD XX only updates entries that
+// still exist: a delivery already restored by someone else is not
+// resurrected.
+func (c *Consumer) Touch(ctx context.Context, ds ...*Delivery) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	t := c.t
+	now, err := strconv.ParseFloat(nowArg(), 64)
+	if err != nil {
+		return err
+	}
+	members := make([]redis.Z, 0, len(ds))
+	for _, d := range ds {
+		if d != nil && d.Tag != "" {
+			members = append(members, redis.Z{Score: now, Member: d.Tag})
+		}
+	}
+	if len(members) == 0 {
+		return nil
+	}
+	return t.client.ZAddXX(ctx, t.ks.key(t.opts.UnackedIndexKey), members...).Err()
+}
+
 // Reject without requeue is an ack (kombu drops the message). With
 // requeue it is kombu's restore_by_tag(leftmost=True): the entry is
 // removed and the message, marked redelivered, LPUSHed to the tail of

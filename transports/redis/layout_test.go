@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/celerity-go/celerity/kombu"
 	"github.com/celerity-go/celerity/transports"
 )
@@ -454,5 +456,58 @@ func TestParseURL(t *testing.T) {
 		if (o.TLSConfig != nil) != tc.tls || (o.TLSConfig != nil && o.TLSConfig.InsecureSkipVerify != tc.insecure) {
 			t.Errorf("%s: TLS %+v", tc.url, o.TLSConfig)
 		}
+	}
+}
+
+// Touch keeps a held delivery out of the visibility sweep and never
+// brings back an entry that is gone.
+func TestTouchRefreshesUnackedIndex(t *testing.T) {
+	tr := newTestTransport(t, Options{VisibilityTimeout: time.Second})
+	ctx := ctxT(t)
+	p := tr.ks.prefix
+	for i := 0; i < 2; i++ {
+		if err := tr.Publish(ctx, "", "touch_q", &kombu.Message{Body: []byte("x"), ContentType: "text/plain"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := consumeT(t, tr, "touch_q")
+	ds, err := c.Fetch(ctx, 2)
+	if err != nil || len(ds) != 2 {
+		t.Fatal(ds, err)
+	}
+	// Age both entries past the visibility timeout, then touch one.
+	old := float64(time.Now().Add(-time.Hour).Unix())
+	for _, d := range ds {
+		tr.client.ZAdd(ctx, p+"unacked_index", redis.Z{Score: old, Member: d.Tag})
+	}
+	if err := c.Touch(ctx, ds[0]); err != nil {
+		t.Fatal(err)
+	}
+	score, err := tr.client.ZScore(ctx, p+"unacked_index", ds[0].Tag).Result()
+	if err != nil || time.Since(time.Unix(int64(score), 0)) > time.Minute {
+		t.Fatalf("touched score %v, %v", score, err)
+	}
+	// The consumer's own start-up sweep may hold the mutex for a moment.
+	restored := 0
+	for deadline := time.Now().Add(5 * time.Second); restored == 0 && time.Now().Before(deadline); {
+		n, err := tr.RestoreVisible(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		restored += n
+		time.Sleep(10 * time.Millisecond)
+	}
+	if restored != 1 {
+		t.Fatalf("restored %d; want only the untouched one", restored)
+	}
+	if n, _ := tr.client.LLen(ctx, p+"touch_q").Result(); n != 1 {
+		t.Fatalf("queue length %d after the sweep, want 1", n)
+	}
+	// The restored one is gone from the index; touching it adds nothing.
+	if err := c.Touch(ctx, ds[1]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.client.ZScore(ctx, p+"unacked_index", ds[1].Tag).Result(); err != redis.Nil {
+		t.Fatalf("Touch resurrected a restored entry: %v", err)
 	}
 }
