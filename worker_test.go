@@ -3,6 +3,7 @@ package celerity_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -361,5 +362,28 @@ func TestWorkerExpiredTaskIsRevoked(t *testing.T) {
 	m := h.waitState(id, resultstore.Revoked)
 	if exc := m.Result.(*resultstore.ExceptionInfo); exc.Type != "TaskRevokedError" || exc.Message[0] != "expired" {
 		t.Errorf("revoked as %#v", exc)
+	}
+}
+
+// Run leaves no goroutine behind after a warm shutdown.
+func TestWorkerLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	h := newHarness(t, celerity.Config{Concurrency: 4, TrackStarted: true}, registerAdd)
+	h.start()
+	id := h.publish("t.add", []any{int64(1), int64(2)}, nil)
+	h.publish("t.add", []any{int64(1), int64(2)}, func(t *protocolv2.Task) { t.ETA = time.Now().Add(time.Hour) })
+	h.waitState(id, resultstore.Success)
+	h.wait("held task reserved", func() bool { return len(h.w.Scheduled()) == 1 })
+	h.stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines before Run, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := h.tr.Broker().Len("q"); n != 1 {
+		t.Errorf("the held ETA task was not handed back (queue length %d)", n)
 	}
 }
