@@ -2,16 +2,15 @@ package kombu
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/celerity-go/celerity/internal/pyliteral"
 )
 
 const captureDir = "../testdata/captures"
@@ -362,59 +361,6 @@ type amqpCapture struct {
 	BodyType           string          `json:"body_type"`
 }
 
-// parsePyBytesLiteral parses a Python bytes literal such as b'x\x9c\'"\\'.
-func parsePyBytesLiteral(s string) ([]byte, error) {
-	if len(s) < 3 || s[0] != 'b' || (s[1] != '\'' && s[1] != '"') || s[len(s)-1] != s[1] {
-		return nil, fmt.Errorf("not a bytes literal: %.20q", s)
-	}
-	s = s[2 : len(s)-1]
-	var out []byte
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '\\' {
-			out = append(out, c)
-			continue
-		}
-		i++
-		if i >= len(s) {
-			return nil, errors.New("trailing backslash")
-		}
-		switch s[i] {
-		case 'x':
-			if i+2 >= len(s) {
-				return nil, errors.New("short \\x escape")
-			}
-			v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, byte(v))
-			i += 2
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case '\\', '\'', '"':
-			out = append(out, s[i])
-		default:
-			return nil, fmt.Errorf("unsupported escape \\%c", s[i])
-		}
-	}
-	return out, nil
-}
-
-func TestParsePyBytesLiteral(t *testing.T) {
-	got, err := parsePyBytesLiteral(`b'x\x9c\'"\\\n'`)
-	if err != nil || string(got) != "x\x9c'\"\\\n" {
-		t.Fatalf("got %q, %v", got, err)
-	}
-	if _, err := parsePyBytesLiteral(`'abc'`); err == nil {
-		t.Fatal("str literal accepted")
-	}
-}
-
 func TestAMQPCaptures(t *testing.T) {
 	reg, _ := NewRegistry(nil)
 	cases := []struct {
@@ -512,7 +458,7 @@ func TestAMQPCaptures(t *testing.T) {
 			case "str":
 				m.Body = []byte(cap.Body)
 			case "bytes":
-				if m.Body, err = parsePyBytesLiteral(cap.Body); err != nil {
+				if m.Body, err = pyliteral.Bytes(cap.Body); err != nil {
 					t.Fatal(err)
 				}
 			default:

@@ -2,14 +2,13 @@ package protocolv2
 
 import (
 	"encoding/json"
-	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
-	"strconv"
 	"testing"
 
+	"github.com/celerity-go/celerity/internal/pyliteral"
 	"github.com/celerity-go/celerity/kombu"
 )
 
@@ -72,7 +71,7 @@ func amqpMessage(tb testing.TB, raw []byte) *kombu.Message {
 	}
 	body := []byte(c.Body)
 	if c.BodyType == "bytes" {
-		if body, err = parsePyBytes(c.Body); err != nil {
+		if body, err = pyliteral.Bytes(c.Body); err != nil {
 			tb.Fatalf("amqp body: %v", err)
 		}
 	}
@@ -94,49 +93,6 @@ func amqpMessage(tb testing.TB, raw []byte) *kombu.Message {
 			},
 		},
 	}
-}
-
-// parsePyBytes parses a Python bytes literal such as b'x\x9c\'a'.
-func parsePyBytes(s string) ([]byte, error) {
-	if len(s) < 3 || s[0] != 'b' || (s[1] != '\'' && s[1] != '"') || s[len(s)-1] != s[1] {
-		return nil, fmt.Errorf("not a bytes literal: %.20q", s)
-	}
-	s = s[2 : len(s)-1]
-	var out []byte
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '\\' {
-			out = append(out, c)
-			continue
-		}
-		i++
-		if i >= len(s) {
-			return nil, fmt.Errorf("trailing backslash")
-		}
-		switch s[i] {
-		case 'x':
-			if i+3 > len(s) {
-				return nil, fmt.Errorf("short \\x escape")
-			}
-			v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, byte(v))
-			i += 2
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case '\\', '\'', '"':
-			out = append(out, s[i])
-		default:
-			return nil, fmt.Errorf("unknown escape \\%c", s[i])
-		}
-	}
-	return out, nil
 }
 
 func newRegistry(tb testing.TB) *kombu.Registry {

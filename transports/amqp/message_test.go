@@ -2,15 +2,14 @@ package amqptransport
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/celerity-go/celerity/internal/pyliteral"
 	"github.com/celerity-go/celerity/kombu"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -52,52 +51,10 @@ func loadCapture(t testing.TB, name string) capture {
 	return c
 }
 
-// pyBytesLiteral decodes a Python bytes repr such as b'x\x9c\'...'.
-func pyBytesLiteral(s string) ([]byte, error) {
-	if len(s) < 3 || s[0] != 'b' || (s[1] != '\'' && s[1] != '"') || s[len(s)-1] != s[1] {
-		return nil, fmt.Errorf("not a bytes literal: %.20q", s)
-	}
-	s = s[2 : len(s)-1]
-	var out []byte
-	for i := 0; i < len(s); i++ {
-		if s[i] != '\\' {
-			out = append(out, s[i])
-			continue
-		}
-		i++
-		if i >= len(s) {
-			return nil, fmt.Errorf("trailing backslash")
-		}
-		switch s[i] {
-		case 'x':
-			if i+3 > len(s) {
-				return nil, fmt.Errorf("short \\x escape")
-			}
-			v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, byte(v))
-			i += 2
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case '\\', '\'', '"':
-			out = append(out, s[i])
-		default:
-			return nil, fmt.Errorf("unknown escape \\%c", s[i])
-		}
-	}
-	return out, nil
-}
-
 func (c capture) body(t testing.TB) []byte {
 	t.Helper()
 	if c.BodyType == "bytes" {
-		b, err := pyBytesLiteral(c.Body)
+		b, err := pyliteral.Bytes(c.Body)
 		if err != nil {
 			t.Fatal(err)
 		}
