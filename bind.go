@@ -186,8 +186,9 @@ func pyJoin(names []string) string {
 	return strings.Join(names[:len(names)-1], ", ") + ", and " + names[len(names)-1]
 }
 
-// pyTypeName names the Python type of a decoded value, for messages.
-func pyTypeName(v any) string {
+// PyTypeName names the Python type of a decoded value ("int", "str",
+// "NoneType", …), for error messages shaped like Python's.
+func PyTypeName(v any) string {
 	switch v.(type) {
 	case nil:
 		return "NoneType"
@@ -224,7 +225,7 @@ var (
 // decoded value model and the field's Go type.
 func assign(dst reflect.Value, v any) error {
 	mismatch := func() error {
-		return fmt.Errorf("expected %s, got %s", dst.Type(), pyTypeName(v))
+		return fmt.Errorf("expected %s, got %s", dst.Type(), PyTypeName(v))
 	}
 	if dst.Kind() == reflect.Interface {
 		if v == nil {

@@ -54,27 +54,7 @@ func normInt(z *big.Int) any {
 }
 
 func opError(op string, x, y any) error {
-	return celerity.TypeError(fmt.Sprintf("unsupported operand type(s) for %s: '%s' and '%s'", op, pyType(x), pyType(y)))
-}
-
-func pyType(v any) string {
-	switch v.(type) {
-	case nil:
-		return "NoneType"
-	case bool:
-		return "bool"
-	case int64, *big.Int:
-		return "int"
-	case float64:
-		return "float"
-	case string:
-		return "str"
-	case []any:
-		return "list"
-	case map[string]any:
-		return "dict"
-	}
-	return fmt.Sprintf("%T", v)
+	return celerity.TypeError(fmt.Sprintf("unsupported operand type(s) for %s: '%s' and '%s'", op, celerity.PyTypeName(x), celerity.PyTypeName(y)))
 }
 
 // Add is Python's x + y for numbers, strings and lists.
