@@ -3,6 +3,7 @@ package redistransport
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/celerity-go/celerity/transports"
@@ -123,4 +124,54 @@ func FuzzParseUnackedValue(f *testing.F) {
 			t.Fatalf("invalid envelope %q", env)
 		}
 	})
+}
+
+// TestRecordFastPathWindow checks the fast path's 512-byte tail window:
+// fields inside it, a decoy delivery_info earlier in the payload, and a
+// delivery tag or delivery_info that starts before the window (full-scan
+// fallback) all record the value kombu writes, byte for byte.
+func TestRecordFastPathWindow(t *testing.T) {
+	long := strings.Repeat("t", 600)
+	pad := strings.Repeat("p", 2000)
+	cases := []struct {
+		name, tag, rk, headers string
+	}{
+		{"short", "fw-short", "fwq", `{}`},
+		{"big headers", "fw-big", "fwq", `{"argsrepr": "` + pad + `"}`},
+		{"decoy delivery_info in headers", "fw-decoy", "fwq", `{"delivery_info": {"exchange": "evil", "routing_key": "evil"}}`},
+		{"far decoy delivery_info in headers", "fw-decoy2", "fwq", `{"delivery_info": {"exchange": "evil", "routing_key": "evil"}, "pad": "` + pad + `"}`},
+		{"tag longer than the window", "fw-" + long, "fwq", `{"argsrepr": "` + pad + `"}`},
+	}
+	tr := newTestTransport(t, Options{})
+	ctx := ctxT(t)
+	p := tr.ks.prefix
+	q := "fwq"
+	if err := tr.Declare(ctx, transports.Queue{Name: q}); err != nil {
+		t.Fatal(err)
+	}
+	c := consumeT(t, tr, q)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := `{"body": "eA==", "content-encoding": "utf-8", "content-type": "text/plain", "headers": ` + tc.headers +
+				`, "properties": {"correlation_id": "c", "reply_to": "r", "delivery_mode": 2, "delivery_info": {"exchange": "ex", "routing_key": "` + tc.rk +
+				`"}, "priority": 0, "body_encoding": "base64", "delivery_tag": "` + tc.tag + `"}}`
+			if err := tr.client.LPush(ctx, p+q, env).Err(); err != nil {
+				t.Fatal(err)
+			}
+			ds, err := c.Fetch(ctx, 5)
+			if err != nil || len(ds) != 1 || ds[0].Tag != tc.tag {
+				t.Fatalf("Fetch = %v, %v", ds, err)
+			}
+			v, err := tr.client.HGet(ctx, p+"unacked", tc.tag).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := "[" + env + `, "ex", "` + tc.rk + `"]`; v != want {
+				t.Fatalf("unacked value\n got %s\nwant %s", v, want)
+			}
+			if err := c.Ack(ctx, ds...); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

@@ -11,7 +11,10 @@ import "github.com/redis/go-redis/v9"
 // Envelopes laid out as kombu writes them (properties last, delivery_tag
 // its last member, delivery_info starting with exchange and routing_key,
 // no escapes in those values) take a fast path that copies the fields'
-// JSON text verbatim, which is byte-identical to kombu's output. Anything
+// JSON text verbatim, which is byte-identical to kombu's output. The fast
+// path looks for those fields in the last 512 bytes first (plain finds; a
+// pattern scan of the whole ~1 KB payload cost ~12 µs of Redis CPU per
+// message) and scans everything only when they are not there. Anything
 // else goes through cjson, which escapes "/" as "\/"; that is turned back so values match Python's
 // json.dumps for ASCII names (non-ASCII stays raw UTF-8, which Python
 // reads identically).
@@ -19,15 +22,33 @@ const luaRecord = `
 local function jstr(s)
   return (string.gsub(cjson.encode(s), '\\/', '/'))
 end
-local function fastfields(v)
-  local tag = string.match(v, '"delivery_tag": "([^"\\]+)"}}%s*$')
-  if not tag then return nil end
-  local last, pos = nil, 1
+local function lastplain(v, needle, from)
+  local last
   while true do
-    local _, b = string.find(v, '"delivery_info": {"exchange": "', pos, true)
-    if not b then break end
-    last, pos = b, b + 1
+    local _, e = string.find(v, needle, from, true)
+    if not e then return last end
+    last, from = e, e + 1
   end
+end
+local function fastfields(v)
+  local tail = #v - 512
+  if tail < 1 then tail = 1 end
+  local tag
+  local from = tail
+  while true do
+    local _, e = string.find(v, '"delivery_tag": "', from, true)
+    if not e then break end
+    tag = string.match(v, '^([^"\\]+)"}}%s*$', e + 1)
+    if tag then break end
+    from = e + 1
+  end
+  if not tag and tail > 1 then
+    tag = string.match(v, '"delivery_tag": "([^"\\]+)"}}%s*$')
+  end
+  if not tag then return nil end
+  local needle = '"delivery_info": {"exchange": "'
+  local last = lastplain(v, needle, tail)
+  if not last and tail > 1 then last = lastplain(v, needle, 1) end
   if not last then return nil end
   local ex, rk = string.match(v, '^([^"\\]*)", "routing_key": "([^"\\]*)"', last + 1)
   if not ex then return nil end
