@@ -285,33 +285,84 @@ func (p *pipeline) takeRestore() []*transports.Delivery {
 	return ds
 }
 
-// fetchLoop reserves messages while the prefetch budget allows.
+// concurrentFetcher is implemented by consumers whose Fetch may run
+// concurrently with itself (the Redis consumer): FetchConcurrency is how
+// many fetches the pipeline keeps in flight, and FetchNotify is Fetch
+// calling idle when it finds every queue empty and starts waiting.
+type concurrentFetcher interface {
+	FetchConcurrency() int
+	FetchNotify(ctx context.Context, max int, idle func()) ([]*transports.Delivery, error)
+}
+
+// fetchLoop reserves messages while the prefetch budget allows. Every
+// fetch takes all free tokens first, so the messages reserved and not yet
+// started never exceed the budget. With a consumer that allows it, up to
+// FetchConcurrency fetches are in flight: tokens given back while a fetch
+// waits for the broker start the next fetch at once instead of idling
+// until the previous one returns. Batches reach the executors in the
+// order their fetches were issued, except that a fetch waiting for the
+// broker to have a message (it popped nothing) holds back no later one.
 func (p *pipeline) fetchLoop() {
-	backoff := 100 * time.Millisecond
+	slots := 1
+	fetch := func(n int, _ func()) ([]*transports.Delivery, error) { return p.cons.Fetch(p.fetchCtx, n) }
+	if cf, ok := p.cons.(concurrentFetcher); ok {
+		slots = max(1, cf.FetchConcurrency())
+		fetch = func(n int, idle func()) ([]*transports.Delivery, error) {
+			return cf.FetchNotify(p.fetchCtx, n, idle)
+		}
+	}
+	free := make(chan struct{}, slots)
+	// After a failed fetch no new fetch starts before pause (unix ns).
+	var backoff, pause atomic.Int64
+	backoff.Store(int64(100 * time.Millisecond))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	prev := make(chan struct{})
+	close(prev)
 	for p.fetchCtx.Err() == nil {
+		select {
+		case free <- struct{}{}:
+		case <-p.fetchCtx.Done():
+			return
+		}
+		if d := time.Until(time.Unix(0, pause.Load())); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-p.fetchCtx.Done():
+				return
+			}
+		}
 		n := p.tokens.acquire(p.fetchCtx)
 		if n == 0 {
 			return
 		}
-		ds, err := p.cons.Fetch(p.fetchCtx, n)
-		p.tokens.release(n - len(ds))
-		if err != nil {
+		done := make(chan struct{})
+		wg.Add(1)
+		go func(n int, prev, done chan struct{}) {
+			defer wg.Done()
+			defer func() { <-free }()
+			var once sync.Once
+			release := func() { once.Do(func() { close(done) }) }
+			ds, err := fetch(n, release)
+			p.tokens.release(n - len(ds))
+			<-prev
+			for _, d := range ds {
+				p.work <- &job{d: d}
+			}
+			release()
+			if err == nil {
+				backoff.Store(int64(100 * time.Millisecond))
+				return
+			}
 			if p.fetchCtx.Err() != nil {
 				return
 			}
-			p.w.log.Error("consumer: cannot fetch, retrying", "error", err, "retry_in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-p.fetchCtx.Done():
-				return
-			}
-			backoff = min(backoff*2, 10*time.Second)
-			continue
-		}
-		backoff = 100 * time.Millisecond
-		for _, d := range ds {
-			p.work <- &job{d: d}
-		}
+			wait := time.Duration(backoff.Load())
+			backoff.Store(int64(min(wait*2, 10*time.Second)))
+			pause.Store(time.Now().Add(wait).UnixNano())
+			p.w.log.Error("consumer: cannot fetch, retrying", "error", err, "retry_in", wait)
+		}(n, prev, done)
+		prev = done
 	}
 }
 

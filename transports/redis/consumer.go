@@ -18,15 +18,15 @@ import (
 // Consumer consumes a set of queues like one kombu Redis channel: a
 // round-robin queue cycle, BRPOP key order "every queue at step 0, every
 // queue at step 3, ...", and ack emulation in unacked/unacked_index.
-// Fetch must not be called concurrently with itself; Ack, Reject and
-// Restore may be called from any goroutine.
+// Fetch may be called concurrently with itself (FetchConcurrency); Ack,
+// Reject and Restore may be called from any goroutine.
 type Consumer struct {
 	t      *Transport
 	queues []string // round-robin cycle, most recently served last
 
 	fetchMu  sync.Mutex
 	buffered []*Delivery // popped and recorded, not yet handed out
-	inflight chan brpopResult
+	inflight *brpopCall  // the outstanding BRPOP, if any
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -53,6 +53,13 @@ type popped struct {
 type brpopResult struct {
 	p   *popped
 	err error
+}
+
+// brpopCall is a BRPOP running in the background: res is set before done
+// is closed; whoever next holds fetchMu takes it.
+type brpopCall struct {
+	done chan struct{}
+	res  brpopResult
 }
 
 // Consume starts consuming queues (in the order given, then round robin).
@@ -164,12 +171,27 @@ func nowArg() string {
 // message arrives or ctx is done. A message popped by a BRPOP that
 // outlives ctx is kept for the next Fetch (or given back on Close), never
 // dropped. Errors are connection errors the caller can retry on.
+//
+// Fetch may be called concurrently (see FetchConcurrency): non-blocking
+// pops run in parallel, each on its own connection, so a caller can keep
+// the next pop in flight while it works on the previous batch; one BRPOP
+// at a time serves the callers that found every queue empty. Concurrent
+// pops share the queue cycle: each starts from the rotation current when
+// it was issued.
 func (c *Consumer) Fetch(ctx context.Context, max int) ([]*Delivery, error) {
-	c.fetchMu.Lock()
-	defer c.fetchMu.Unlock()
+	return c.FetchNotify(ctx, max, nil)
+}
+
+// FetchNotify is Fetch that calls idle (once, if at all, before it
+// returns) when every queue was empty and it starts waiting for a
+// message: a caller ordering concurrent fetches by issue time then knows
+// that this one popped nothing yet, so later fetches need not wait for it.
+func (c *Consumer) FetchNotify(ctx context.Context, max int, idle func()) ([]*Delivery, error) {
 	if max < 1 {
 		max = 1
 	}
+	c.fetchMu.Lock()
+	defer c.fetchMu.Unlock()
 	for {
 		if c.isClosed() {
 			return nil, transports.ErrClosed
@@ -183,55 +205,96 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]*Delivery, error) {
 			c.buffered = c.buffered[n:]
 			return out, nil
 		}
-		if c.inflight == nil {
-			ds, err := c.popBatch(ctx, max)
-			if err != nil || len(ds) > 0 {
-				return ds, err
+		if call := c.inflight; call != nil {
+			select {
+			case <-call.done:
+				c.inflight = nil
+				r := call.res
+				if r.err != nil {
+					return nil, r.err
+				}
+				if r.p == nil {
+					continue // BRPOP timed out; go round again
+				}
+				c.rotate(r.p.queue)
+				// Hand it out at once: the next Fetch pops the rest of a
+				// burst, and an idle queue's single message is not
+				// delayed by another round trip.
+				if d := c.delivery(ctx, r.p); d != nil {
+					c.buffered = append(c.buffered, d)
+				}
+				continue
+			default:
 			}
-			c.startBRPOP()
+			// Wait without the lock: concurrent pops must be able to
+			// finish (and record their rotation) meanwhile.
+			c.fetchMu.Unlock()
+			if idle != nil {
+				idle()
+				idle = nil
+			}
+			var err error
+			select {
+			case <-ctx.Done():
+				err = ctx.Err()
+			case <-c.closing:
+				err = transports.ErrClosed
+			case <-call.done:
+			}
+			c.fetchMu.Lock()
+			if err != nil {
+				return nil, err
+			}
+			continue
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-c.closing:
-			return nil, transports.ErrClosed
-		case r := <-c.inflight:
-			c.inflight = nil
-			if r.err != nil {
-				return nil, r.err
-			}
-			if r.p == nil {
-				continue // BRPOP timed out; go round again
-			}
-			c.rotate(r.p.queue)
-			// Return at once: the next Fetch pops the rest of a burst,
-			// and an idle queue's single message is not delayed by
-			// another round trip.
-			if d := c.delivery(ctx, r.p); d != nil {
-				c.buffered = append(c.buffered, d)
-			}
+		queues := append([]string(nil), c.queues...)
+		c.fetchMu.Unlock()
+		ds, served, err := c.popBatch(ctx, queues, max)
+		c.fetchMu.Lock()
+		for _, q := range served {
+			c.rotate(q)
+		}
+		if err != nil || len(ds) > 0 {
+			return ds, err
+		}
+		if c.inflight == nil {
+			c.startBRPOP()
 		}
 	}
 }
 
-// popBatch runs popScript for up to max messages.
-func (c *Consumer) popBatch(ctx context.Context, max int) ([]*Delivery, error) {
+// FetchConcurrency reports how many Fetch calls may usefully run at once:
+// two, so that one pop is in flight while the caller hands out the
+// previous batch.
+func (c *Consumer) FetchConcurrency() int { return 2 }
+
+// popBatch runs popScript for up to max messages over queues (a snapshot
+// of the cycle). It returns the deliveries and, in pop order, the queue
+// each popped message came from (for the rotation).
+func (c *Consumer) popBatch(ctx context.Context, queues []string, max int) ([]*Delivery, []string, error) {
 	t := c.t
-	keys := append([]string{t.ks.key(t.opts.UnackedKey), t.ks.key(t.opts.UnackedIndexKey)}, c.keys(0)...)
-	args := make([]any, 0, 3+len(c.queues))
-	args = append(args, max, nowArg(), len(c.queues))
-	queues := append([]string(nil), c.queues...)
+	ks := t.ks
+	keys := make([]string, 0, 2+len(ks.stepSuffix)*len(queues))
+	keys = append(keys, ks.key(t.opts.UnackedKey), ks.key(t.opts.UnackedIndexKey))
+	for _, suffix := range ks.stepSuffix {
+		for _, q := range queues {
+			keys = append(keys, ks.prefix+q+suffix)
+		}
+	}
+	args := make([]any, 0, 3+len(queues))
+	args = append(args, max, nowArg(), len(queues))
 	for _, q := range queues {
 		args = append(args, q)
 	}
 	res, err := popScript.Run(ctx, t.client, keys, args...).Slice()
 	if err != nil {
 		if errors.Is(err, redis.Nil) {
-			return nil, nil
+			return nil, nil, nil
 		}
-		return nil, fmt.Errorf("redistransport: fetch: %w", err)
+		return nil, nil, fmt.Errorf("redistransport: fetch: %w", err)
 	}
 	ds := make([]*Delivery, 0, len(res)/3)
+	served := make([]string, 0, len(res)/3)
 	for i := 0; i+2 < len(res); i += 3 {
 		qi, _ := res[i].(int64)
 		raw, _ := res[i+1].(string)
@@ -240,33 +303,33 @@ func (c *Consumer) popBatch(ctx context.Context, max int) ([]*Delivery, error) {
 			continue
 		}
 		q := queues[qi-1]
-		c.rotate(q)
+		served = append(served, q)
 		// Work out which key it came from only when needed (give-back).
 		p := &popped{queue: q, raw: []byte(raw), recorded: rec == 1}
 		if d := c.delivery(ctx, p); d != nil {
 			ds = append(ds, d)
 		}
 	}
-	return ds, nil
+	return ds, served, nil
 }
 
 // startBRPOP issues one BRPOP in the background. Its result (recorded in
-// unacked before it is reported) is read by Fetch or Close.
+// unacked before it is reported) is taken by Fetch or Close under fetchMu.
 func (c *Consumer) startBRPOP() {
-	ch := make(chan brpopResult, 1)
-	c.inflight = ch
+	call := &brpopCall{done: make(chan struct{})}
+	c.inflight = call
 	c.brpops.Add(1)
 	keys := c.keys(0)
 	t := c.t
 	go func() {
+		defer close(call.done)
 		ctx := context.Background()
 		kv, err := t.client.BRPop(ctx, t.opts.PollTimeout, keys...).Result()
 		if errors.Is(err, redis.Nil) {
-			ch <- brpopResult{}
 			return
 		}
 		if err != nil {
-			ch <- brpopResult{err: fmt.Errorf("redistransport: brpop: %w", err)}
+			call.res = brpopResult{err: fmt.Errorf("redistransport: brpop: %w", err)}
 			return
 		}
 		key := kv[0][len(t.ks.prefix):]
@@ -279,7 +342,7 @@ func (c *Consumer) startBRPOP() {
 		}
 		p := &popped{queue: queue, key: key, raw: []byte(kv[1])}
 		p.recorded = c.recordPopped(p)
-		ch <- brpopResult{p: p}
+		call.res = brpopResult{p: p}
 	}()
 }
 
@@ -476,8 +539,9 @@ func (c *Consumer) Close() error {
 		<-c.done
 		c.fetchMu.Lock()
 		defer c.fetchMu.Unlock()
-		if c.inflight != nil {
-			r := <-c.inflight
+		if call := c.inflight; call != nil {
+			<-call.done
+			r := call.res
 			c.inflight = nil
 			if r.p != nil {
 				if d := c.delivery(context.Background(), r.p); d != nil {
