@@ -462,7 +462,9 @@ func TestParseURL(t *testing.T) {
 // Touch keeps a held delivery out of the visibility sweep and never
 // brings back an entry that is gone.
 func TestTouchRefreshesUnackedIndex(t *testing.T) {
-	tr := newTestTransport(t, Options{VisibilityTimeout: time.Second})
+	// The consumer's own sweeps (start-up and periodic) must not interfere:
+	// its transport uses a long timeout; a second one sweeps with a short one.
+	tr := newTestTransport(t, Options{VisibilityTimeout: 24 * time.Hour})
 	ctx := ctxT(t)
 	p := tr.ks.prefix
 	for i := 0; i < 2; i++ {
@@ -487,10 +489,11 @@ func TestTouchRefreshesUnackedIndex(t *testing.T) {
 	if err != nil || time.Since(time.Unix(int64(score), 0)) > time.Minute {
 		t.Fatalf("touched score %v, %v", score, err)
 	}
+	sweeper := newTestTransport(t, Options{VisibilityTimeout: time.Second, GlobalKeyprefix: p})
 	// The consumer's own start-up sweep may hold the mutex for a moment.
 	restored := 0
 	for deadline := time.Now().Add(5 * time.Second); restored == 0 && time.Now().Before(deadline); {
-		n, err := tr.RestoreVisible(ctx)
+		n, err := sweeper.RestoreVisible(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
