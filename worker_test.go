@@ -387,3 +387,22 @@ func TestWorkerLeavesNoGoroutines(t *testing.T) {
 		t.Errorf("the held ETA task was not handed back (queue length %d)", n)
 	}
 }
+
+// Shutdown (the remote-control command's target) ends Run warmly.
+func TestWorkerShutdownEndsRun(t *testing.T) {
+	h := newHarness(t, celerity.Config{Concurrency: 1}, registerAdd)
+	ctx := context.Background()
+	done := make(chan error, 1)
+	go func() { done <- h.w.Run(ctx, ctx) }()
+	id := h.publish("t.add", []any{int64(1), int64(1)}, nil)
+	h.waitState(id, resultstore.Success)
+	h.w.Shutdown()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not end Run")
+	}
+}
