@@ -204,11 +204,22 @@ func (c *consumer) subscribe(conn *amqp.Connection) (*amqp.Channel, []<-chan amq
 	// queues start delivering at the same moment (fairness between them);
 	// the broker handles methods in order, so the last consume-ok (or the
 	// channel error) also answers for the earlier ones.
+	// The channel exception that closed the channel (e.g. NOT_FOUND for a
+	// missing queue consumed without waiting) is the real reason; a later
+	// method only sees "channel/connection is not open".
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	dcs := make([]<-chan amqp.Delivery, len(c.queues))
 	for i, q := range c.queues {
 		last := i == len(c.queues)-1
 		dc, err := ch.Consume(q, "", false, false, false, !last, nil)
 		if err != nil {
+			select {
+			case reason, ok := <-closed:
+				if ok && reason != nil {
+					err = reason
+				}
+			case <-time.After(time.Second):
+			}
 			return fail(fmt.Errorf("amqp: consume %q: %w", q, err))
 		}
 		dcs[i] = dc
