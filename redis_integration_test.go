@@ -55,15 +55,20 @@ func warmShutdownLosesNothing(t *testing.T, acksLate bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tr.Close()
+	t.Cleanup(func() { tr.Close() })
 	rb, err := redisstore.New(ctx, integrationRedis, redisstore.Options{KeyPrefix: pfx, ResultExpires: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rb.Close()
+	t.Cleanup(func() { rb.Close() })
 	rc := tr.Client()
+	// Registered after the closes, so it runs before them (cleanups run
+	// last-in first-out) while the client is still open.
 	t.Cleanup(func() {
-		keys, _ := rc.Keys(ctx, pfx+"*").Result()
+		keys, err := rc.Keys(ctx, pfx+"*").Result()
+		if err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
 		if len(keys) > 0 {
 			rc.Del(ctx, keys...)
 		}
