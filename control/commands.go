@@ -276,10 +276,12 @@ func (n *Node) infos(ts []celerity.TaskInfo, safe bool) []any {
 // info is celery.worker.request.Request.info.
 func (n *Node) info(t *celerity.TaskInfo, safe bool) map[string]any {
 	var args, kwargs any = t.Args, t.Kwargs
-	if args == nil {
+	// Compare the typed values: a nil slice or map inside an interface is
+	// not a nil interface.
+	if t.Args == nil {
 		args = []any{}
 	}
-	if kwargs == nil {
+	if t.Kwargs == nil {
 		kwargs = map[string]any{}
 	}
 	if safe {
