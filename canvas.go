@@ -317,7 +317,7 @@ func (c *canvas) chordPart(ctx context.Context, tr transports.Transport, t *prot
 		}
 		exc := "Exception()"
 		if e, ok := m.Result.(*resultstore.ExceptionInfo); ok {
-			exc = excRepr(e)
+			exc = pyExcRepr(&PyError{Type: e.Type, Module: e.Module, Args: e.Message})
 		}
 		meta := &resultstore.Meta{
 			TaskID: body.TaskID(), Status: resultstore.Failure, Children: []any{},
@@ -351,15 +351,6 @@ func (c *canvas) chordPart(ctx context.Context, tr transports.Transport, t *prot
 		return err
 	}
 	return cb.ChordComplete(ctx, t.Group)
-}
-
-// excRepr renders repr() of a stored exception: ValueError('boom').
-func excRepr(e *resultstore.ExceptionInfo) string {
-	s := protocolv2.PyRepr(protocolv2.Tuple(e.Message))
-	if len(e.Message) == 1 && len(s) > 3 {
-		s = s[:len(s)-2] + ")" // (x,) → (x)
-	}
-	return e.Type + s
 }
 
 func nowUTC() time.Time { return time.Now().UTC() }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -183,7 +184,7 @@ func (w *Worker) Revoke(ids []string, terminate bool, signal string) (terminated
 		w.revoked.add(id, now)
 	}
 	if len(ids) > 0 {
-		w.log.Info("Tasks flagged as revoked: "+joinIDs(ids), "task_ids", ids)
+		w.log.Info("Tasks flagged as revoked: "+strings.Join(ids, ", "), "task_ids", ids)
 	}
 	if !terminate {
 		return nil
@@ -203,17 +204,6 @@ func (w *Worker) Revoke(ids []string, terminate bool, signal string) (terminated
 		}
 	}
 	return terminated
-}
-
-func joinIDs(ids []string) string {
-	s := ""
-	for i, id := range ids {
-		if i > 0 {
-			s += ", "
-		}
-		s += id
-	}
-	return s
 }
 
 // Revoked returns the revoked ids the worker remembers.

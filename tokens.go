@@ -39,24 +39,6 @@ func (tp *tokenPool) acquire(ctx context.Context) int {
 	}
 }
 
-// take waits for exactly one token; false when ctx is done.
-func (tp *tokenPool) take(ctx context.Context) bool {
-	for {
-		tp.mu.Lock()
-		if tp.avail > 0 {
-			tp.avail--
-			tp.mu.Unlock()
-			return true
-		}
-		tp.mu.Unlock()
-		select {
-		case <-tp.wake:
-		case <-ctx.Done():
-			return false
-		}
-	}
-}
-
 // debit takes one token without waiting, going into debt when none is
 // free: a held task that becomes due is already reserved from the broker,
 // so it must not wait for (or compete with) the fetcher, which may be
@@ -145,13 +127,6 @@ func (t *etaTimer) deliveries() []*transports.Delivery {
 		out = append(out, it.j.d)
 	}
 	return out
-}
-
-// len reports how many tasks are held.
-func (t *etaTimer) len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.h)
 }
 
 func (t *etaTimer) loop() {
