@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -44,7 +45,8 @@ func redisOrSkip(tb testing.TB) *redis.Client {
 // messages, as the celerity binary would (WARNING log level), and reports
 // tasks/s from the worker's start to the last stored result. Use
 // -benchtime=20000x for a steady-state number and -cpuprofile to profile
-// the worker.
+// the worker. BENCH_CONCURRENCY and BENCH_PREFETCH_MULTIPLIER override
+// the worker's defaults.
 func BenchmarkRedisWorkerThroughput(b *testing.B) { benchWorker(b, true) }
 
 // BenchmarkRedisWorkerThroughputNoResults is the same with results off:
@@ -71,6 +73,12 @@ func benchWorker(b *testing.B, results bool) {
 	defer tr.Close()
 	var w *celerity.Worker
 	cfg := celerity.Config{Queues: []string{batch.Queue}, Logger: logger}
+	if v, err := strconv.Atoi(os.Getenv("BENCH_PREFETCH_MULTIPLIER")); err == nil {
+		cfg.PrefetchMultiplier = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("BENCH_CONCURRENCY")); err == nil {
+		cfg.Concurrency = v
+	}
 	if results {
 		rb, err := redisstore.New(ctx, benchRedisURL, redisstore.Options{Logger: logger})
 		if err != nil {
@@ -111,7 +119,7 @@ func benchWorker(b *testing.B, results bool) {
 		select {
 		case err := <-runErr:
 			b.Fatalf("worker stopped: %v", err)
-		case <-time.After(2 * time.Millisecond):
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	elapsed := time.Since(start)
