@@ -35,7 +35,32 @@ type Consumer struct {
 	mu        sync.Mutex
 
 	brpops atomic.Int64 // BRPOP calls started (observability, tests)
+
+	// Acks wait here for the next pop script call to carry them; the ack
+	// flusher sends what no pop took within ackLinger.
+	ackMu     sync.Mutex
+	acks      []*pendingAck
+	ackDirect bool          // the flusher has stopped: Ack sends at once
+	ackKick   chan struct{} // wakes the flusher
+	ackDone   chan struct{} // closed when the flusher has exited
+	linger    time.Duration // ackLinger (tests lengthen it)
+	carried   atomic.Int64  // tags acknowledged by a pop (observability, tests)
 }
+
+// pendingAck is one Ack call waiting for its tags to be sent.
+type pendingAck struct {
+	tags []string
+	done chan error // buffered: receives the outcome once
+}
+
+// ackLinger is how long an acknowledgement waits for a pop to carry it
+// before it is sent on its own. Under load a pop follows within a round
+// trip; an idle worker pays one separate ack a little later.
+const ackLinger = time.Millisecond
+
+// maxCarriedAcks bounds the tags one pop script call acknowledges (Lua's
+// unpack has a stack limit).
+const maxCarriedAcks = 1000
 
 // Delivery is transports.Delivery; the alias keeps signatures short.
 type Delivery = transports.Delivery
@@ -85,7 +110,8 @@ func (t *Transport) consume(queues []string) (*Consumer, error) {
 			qs = append(qs, q)
 		}
 	}
-	c := &Consumer{t: t, queues: qs, closing: make(chan struct{}), done: make(chan struct{})}
+	c := &Consumer{t: t, queues: qs, closing: make(chan struct{}), done: make(chan struct{}),
+		ackKick: make(chan struct{}, 1), ackDone: make(chan struct{}), linger: ackLinger}
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -94,6 +120,7 @@ func (t *Transport) consume(queues []string) (*Consumer, error) {
 	t.consumers[c] = struct{}{}
 	t.mu.Unlock()
 	go c.sweepLoop()
+	go c.ackLoop()
 	return c, nil
 }
 
@@ -281,18 +308,28 @@ func (c *Consumer) popBatch(ctx context.Context, queues []string, max int) ([]*D
 			keys = append(keys, ks.prefix+q+suffix)
 		}
 	}
-	args := make([]any, 0, 3+len(queues))
+	acks, ntags := c.takeAcks()
+	args := make([]any, 0, 3+len(queues)+ntags)
 	args = append(args, max, nowArg(), len(queues))
 	for _, q := range queues {
 		args = append(args, q)
 	}
-	res, err := popScript.Run(ctx, t.client, keys, args...).Slice()
-	if err != nil {
-		if errors.Is(err, redis.Nil) {
-			return nil, nil, nil
+	for _, a := range acks {
+		for _, tag := range a.tags {
+			args = append(args, tag)
 		}
+	}
+	res, err := popScript.Run(ctx, t.client, keys, args...).Slice()
+	if errors.Is(err, redis.Nil) {
+		err = nil
+	}
+	for _, a := range acks {
+		a.done <- err
+	}
+	if err != nil {
 		return nil, nil, fmt.Errorf("redistransport: fetch: %w", err)
 	}
+	c.carried.Add(int64(ntags))
 	ds := make([]*Delivery, 0, len(res)/3)
 	served := make([]string, 0, len(res)/3)
 	for i := 0; i+2 < len(res); i += 3 {
@@ -435,8 +472,10 @@ func truncate(b []byte, n int) string {
 	return string(b)
 }
 
-// Ack removes the deliveries from unacked_index and unacked in one
-// MULTI/EXEC round trip (kombu: ZREM + HDEL per tag).
+// Ack removes the deliveries from unacked_index and unacked (kombu: ZREM
+// + HDEL per tag). It returns once they are removed: by the next pop
+// script call, which carries pending acks in the same atomic step, or
+// after ackLinger in one MULTI/EXEC round trip of their own.
 func (c *Consumer) Ack(ctx context.Context, ds ...*Delivery) error {
 	tags := make([]string, 0, len(ds))
 	for _, d := range ds {
@@ -444,7 +483,95 @@ func (c *Consumer) Ack(ctx context.Context, ds ...*Delivery) error {
 			tags = append(tags, d.Tag)
 		}
 	}
-	return c.ackTags(ctx, tags)
+	if len(tags) == 0 {
+		return nil
+	}
+	a := &pendingAck{tags: tags, done: make(chan error, 1)}
+	c.ackMu.Lock()
+	if c.ackDirect {
+		c.ackMu.Unlock()
+		return c.ackTags(ctx, tags)
+	}
+	c.acks = append(c.acks, a)
+	c.ackMu.Unlock()
+	select {
+	case c.ackKick <- struct{}{}:
+	default:
+	}
+	select {
+	case err := <-a.done:
+		return err
+	case <-ctx.Done():
+		// Still sent later; acknowledging twice is harmless.
+		return ctx.Err()
+	}
+}
+
+// takeAcks takes pending acks for a pop to carry, whole calls only, up to
+// maxCarriedAcks tags (a single larger call is left to the flusher).
+func (c *Consumer) takeAcks() ([]*pendingAck, int) {
+	c.ackMu.Lock()
+	defer c.ackMu.Unlock()
+	n, k := 0, 0
+	for ; k < len(c.acks); k++ {
+		if n+len(c.acks[k].tags) > maxCarriedAcks {
+			break
+		}
+		n += len(c.acks[k].tags)
+	}
+	if k == 0 {
+		return nil, 0
+	}
+	out := append([]*pendingAck(nil), c.acks[:k]...)
+	rest := copy(c.acks, c.acks[k:])
+	clear(c.acks[rest:])
+	c.acks = c.acks[:rest]
+	return out, n
+}
+
+// ackLoop sends the acks no pop carried within ackLinger. When the
+// consumer closes it sends what is left and makes Ack send directly.
+func (c *Consumer) ackLoop() {
+	defer close(c.ackDone)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		closing := false
+		select {
+		case <-c.ackKick:
+			timer.Reset(c.linger)
+			select {
+			case <-timer.C:
+			case <-c.closing:
+				timer.Stop()
+				closing = true
+			}
+		case <-c.closing:
+			closing = true
+		}
+		c.ackMu.Lock()
+		acks := c.acks
+		c.acks = nil
+		if closing {
+			c.ackDirect = true
+		}
+		c.ackMu.Unlock()
+		if len(acks) > 0 {
+			var tags []string
+			for _, a := range acks {
+				tags = append(tags, a.tags...)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := c.ackTags(ctx, tags)
+			cancel()
+			for _, a := range acks {
+				a.done <- err
+			}
+		}
+		if closing {
+			return
+		}
+	}
 }
 
 func (c *Consumer) ackTags(ctx context.Context, tags []string) error {
@@ -537,6 +664,7 @@ func (c *Consumer) Close() error {
 		c.mu.Unlock()
 		close(c.closing)
 		<-c.done
+		<-c.ackDone
 		c.fetchMu.Lock()
 		defer c.fetchMu.Unlock()
 		if call := c.inflight; call != nil {

@@ -79,20 +79,28 @@ local function record(v, queue, now)
 end
 `
 
-// popScript pops up to ARGV[1] messages without blocking, in the order
-// kombu's BRPOP would deliver them one by one (priority step major, queue
-// minor, the queue rotated to the end after each delivery), and records
-// each in the unacked structures atomically with the pop.
+// popScript first acknowledges the delivery tags it is given (kombu's
+// basic_ack: ZREM unacked_index, HDEL unacked), then pops up to ARGV[1]
+// messages without blocking, in the order kombu's BRPOP would deliver
+// them one by one (priority step major, queue minor, the queue rotated to
+// the end after each delivery), and records each in the unacked
+// structures atomically with the pop. Carrying the acks of the previous
+// batch saves a round trip per batch.
 //
 // KEYS[1] unacked, KEYS[2] unacked_index, KEYS[3..] list keys laid out
 // step by step, each step listing the queues in ARGV order.
 // ARGV[1] max, ARGV[2] now (float seconds), ARGV[3] number of queues m,
-// ARGV[3+i] queue i's name (used when delivery_info lacks routing_key).
+// ARGV[3+i] queue i's name (used when delivery_info lacks routing_key),
+// ARGV[4+m..] delivery tags to acknowledge (at most maxCarriedAcks).
 // Returns a flat array {queueIndex, payload, recorded, ...}.
 var popScript = redis.NewScript(luaRecord + `
 local max = tonumber(ARGV[1])
 local now = ARGV[2]
 local m = tonumber(ARGV[3])
+if #ARGV > 3 + m then
+  redis.call('ZREM', KEYS[2], unpack(ARGV, 4 + m))
+  redis.call('HDEL', KEYS[1], unpack(ARGV, 4 + m))
+end
 local steps = (#KEYS - 2) / m
 local order = {}
 for i = 1, m do order[i] = i end

@@ -1,0 +1,148 @@
+package redistransport
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/celerity-go/celerity/kombu"
+	"github.com/celerity-go/celerity/transports"
+)
+
+// pushTagged LPUSHes n envelopes with delivery tags prefix-0000... on q.
+func pushTagged(t *testing.T, tr *Transport, q, prefix string, n int) {
+	t.Helper()
+	ctx := ctxT(t)
+	m := benchMessage()
+	for i := range n {
+		mm := *m
+		mm.Properties.DeliveryTag = fmt.Sprintf("%s-%04d", prefix, i)
+		mm.Properties.DeliveryInfo = kombu.DeliveryInfo{RoutingKey: q}
+		mm.Properties.BodyEncoding = "base64"
+		data, err := kombu.AppendEnvelope(nil, &mm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.client.LPush(ctx, tr.ks.prefix+q, data).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestAckCarriedByNextPop: acks pending when a pop script runs are
+// removed from unacked by that same call (no MULTI/EXEC of their own),
+// and Ack returns only once they are gone.
+func TestAckCarriedByNextPop(t *testing.T) {
+	tr := newTestTransport(t, Options{PollTimeout: time.Second})
+	ctx := ctxT(t)
+	const q = "ackcarry_q"
+	if err := tr.Declare(ctx, transports.Queue{Name: q}); err != nil {
+		t.Fatal(err)
+	}
+	pushTagged(t, tr, q, "carry", 6)
+	c := consumeT(t, tr, q)
+	c.linger = time.Minute // only a pop may send the first ack
+	first, err := c.Fetch(ctx, 3)
+	if err != nil || len(first) != 3 {
+		t.Fatalf("fetch: %d deliveries, %v", len(first), err)
+	}
+	acked := make(chan error, 1)
+	go func() { acked <- c.Ack(ctx, first...) }()
+	// Wait until the ack is queued, then pop: the pop must carry it.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.ackMu.Lock()
+		n := len(c.acks)
+		c.ackMu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("ack was not queued")
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+	second, err := c.Fetch(ctx, 3)
+	if err != nil || len(second) != 3 {
+		t.Fatalf("second fetch: %d deliveries, %v", len(second), err)
+	}
+	if err := <-acked; err != nil {
+		t.Fatalf("ack: %v", err)
+	}
+	if got := c.carried.Load(); got != 3 {
+		t.Errorf("pop carried %d acks, want 3", got)
+	}
+	p := tr.ks.prefix
+	for _, d := range first {
+		if ok, _ := tr.client.HExists(ctx, p+"unacked", d.Tag).Result(); ok {
+			t.Errorf("%s still in unacked after its ack", d.Tag)
+		}
+		if s, err := tr.client.ZScore(ctx, p+"unacked_index", d.Tag).Result(); err == nil {
+			t.Errorf("%s still in unacked_index (score %v)", d.Tag, s)
+		}
+	}
+	for _, d := range second {
+		if ok, _ := tr.client.HExists(ctx, p+"unacked", d.Tag).Result(); !ok {
+			t.Errorf("%s (not acked) missing from unacked", d.Tag)
+		}
+	}
+}
+
+// TestAckFlushedWithoutPop: with no pop to carry it, an ack is sent on
+// its own after the linger and Ack returns once it is done.
+func TestAckFlushedWithoutPop(t *testing.T) {
+	tr := newTestTransport(t, Options{PollTimeout: time.Second})
+	ctx := ctxT(t)
+	const q = "ackflush_q"
+	if err := tr.Declare(ctx, transports.Queue{Name: q}); err != nil {
+		t.Fatal(err)
+	}
+	pushTagged(t, tr, q, "flush", 2)
+	c := consumeT(t, tr, q)
+	ds, err := c.Fetch(ctx, 2)
+	if err != nil || len(ds) != 2 {
+		t.Fatalf("fetch: %d deliveries, %v", len(ds), err)
+	}
+	p := tr.ks.prefix
+	if n, _ := tr.client.HLen(ctx, p+"unacked").Result(); n != 2 {
+		t.Fatalf("unacked holds %d entries before the ack, want 2", n)
+	}
+	if err := c.Ack(ctx, ds...); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.carried.Load(); got != 0 {
+		t.Errorf("%d acks counted as carried with no pop after them", got)
+	}
+	if n, _ := tr.client.HLen(ctx, p+"unacked").Result(); n != 0 {
+		t.Errorf("unacked holds %d entries after Ack returned", n)
+	}
+	if n, _ := tr.client.ZCard(ctx, p+"unacked_index").Result(); n != 0 {
+		t.Errorf("unacked_index holds %d entries after Ack returned", n)
+	}
+}
+
+// TestAckAfterClose: once the consumer is closed, Ack still removes the
+// entries (directly, as nothing will pop again).
+func TestAckAfterClose(t *testing.T) {
+	tr := newTestTransport(t, Options{PollTimeout: time.Second})
+	ctx := ctxT(t)
+	const q = "ackclose_q"
+	if err := tr.Declare(ctx, transports.Queue{Name: q}); err != nil {
+		t.Fatal(err)
+	}
+	pushTagged(t, tr, q, "closed", 2)
+	c := consumeT(t, tr, q)
+	ds, err := c.Fetch(ctx, 2)
+	if err != nil || len(ds) != 2 {
+		t.Fatalf("fetch: %d deliveries, %v", len(ds), err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ack(ctx, ds...); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := tr.client.HLen(ctx, tr.ks.prefix+"unacked").Result(); n != 0 {
+		t.Errorf("unacked holds %d entries after Ack on a closed consumer", n)
+	}
+}
