@@ -23,9 +23,16 @@ func newTokenPool(n int) *tokenPool {
 // acquire waits for at least one token and takes all that are free. It
 // returns 0 when ctx is done.
 func (tp *tokenPool) acquire(ctx context.Context) int {
+	return tp.acquireAtLeast(ctx, nil)
+}
+
+// acquireAtLeast waits until at least need() tokens (and at least one)
+// are free and takes all that are. need is evaluated again whenever the
+// pool is poked (release or poke). It returns 0 when ctx is done.
+func (tp *tokenPool) acquireAtLeast(ctx context.Context, need func() int) int {
 	for {
 		tp.mu.Lock()
-		if n := tp.avail; n > 0 {
+		if n := tp.avail; n > 0 && (need == nil || n >= need()) {
 			tp.avail = 0
 			tp.mu.Unlock()
 			return n
@@ -48,6 +55,14 @@ func (tp *tokenPool) debit() {
 	tp.mu.Lock()
 	tp.avail--
 	tp.mu.Unlock()
+}
+
+// poke wakes a waiting acquireAtLeast so that it evaluates need again.
+func (tp *tokenPool) poke() {
+	select {
+	case tp.wake <- struct{}{}:
+	default:
+	}
 }
 
 func (tp *tokenPool) release(n int) {

@@ -312,6 +312,19 @@ func (p *pipeline) fetchLoop() {
 		}
 	}
 	free := make(chan struct{}, slots)
+	// popping counts fetches in flight that have not reported an empty
+	// broker. While one is out, the next fetch waits for half the budget
+	// instead of going out with a token or two: fewer, larger round trips
+	// cost the broker and the worker less per message, and the fetch in
+	// flight keeps the executors fed meanwhile. When every fetch in flight
+	// is waiting for a message, a single free token goes out at once.
+	var popping atomic.Int32
+	need := func() int {
+		if popping.Load() > 0 {
+			return max(1, p.prefetchBase/2)
+		}
+		return 1
+	}
 	// After a failed fetch no new fetch starts before pause (unix ns).
 	var backoff, pause atomic.Int64
 	backoff.Store(int64(100 * time.Millisecond))
@@ -332,17 +345,24 @@ func (p *pipeline) fetchLoop() {
 				return
 			}
 		}
-		n := p.tokens.acquire(p.fetchCtx)
+		n := p.tokens.acquireAtLeast(p.fetchCtx, need)
 		if n == 0 {
 			return
 		}
 		done := make(chan struct{})
+		popping.Add(1)
 		wg.Add(1)
 		go func(n int, prev, done chan struct{}) {
 			defer wg.Done()
 			defer func() { <-free }()
 			var once sync.Once
-			release := func() { once.Do(func() { close(done) }) }
+			release := func() {
+				once.Do(func() {
+					close(done)
+					popping.Add(-1)
+					p.tokens.poke()
+				})
+			}
 			ds, err := fetch(n, release)
 			p.tokens.release(n - len(ds))
 			<-prev
