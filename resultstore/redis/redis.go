@@ -78,6 +78,11 @@ func New(ctx context.Context, url string, opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
 	}
+	if !strings.Contains(url, "protocol=") {
+		// RESP2, as redis-py speaks it: go-redis then skips its RESP3
+		// push notification checks, which cost a socket peek per reply.
+		ropts.Protocol = 2
+	}
 	b, err := NewWithClient(ctx, redis.NewClient(ropts), opts)
 	if err != nil {
 		return nil, err

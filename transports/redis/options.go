@@ -123,7 +123,9 @@ func ParseURL(rawURL string) (*redis.Options, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redistransport: bad broker URL: %w", err)
 	}
-	opt := &redis.Options{}
+	// RESP2, as redis-py speaks it: go-redis then skips its RESP3 push
+	// notification checks, which cost a socket peek on every reply.
+	opt := &redis.Options{Protocol: 2}
 	if u.User != nil {
 		opt.Username = u.User.Username()
 		if p, ok := u.User.Password(); ok {
