@@ -188,7 +188,10 @@ type pipeline struct {
 
 	held         atomic.Int64 // messages parked in the timer
 	heldKick     chan struct{}
-	abandoned    atomic.Int64 // handlers still running past their hard time limit
+	abandoned    atomic.Int64  // handlers still running past their hard time limit
+	running      atomic.Int32  // tasks in execute
+	popping      atomic.Int32  // fetches in flight that have not found the broker empty
+	quiet        chan struct{} // signalled when popping drops to zero
 	heldStop     chan struct{}
 	prefetchBase int
 }
@@ -226,6 +229,7 @@ func newPipeline(w *Worker, cons transports.Consumer, fetchCtx, workCtx context.
 		results:      make(chan resultJob, 4*w.cfg.Concurrency+64),
 		acks:         make(chan ackJob, pf+64),
 		heldKick:     make(chan struct{}, 1),
+		quiet:        make(chan struct{}, 1),
 		heldStop:     make(chan struct{}),
 		prefetchBase: pf,
 	}
@@ -318,7 +322,7 @@ func (p *pipeline) fetchLoop() {
 	// cost the broker and the worker less per message, and the fetch in
 	// flight keeps the executors fed meanwhile. When every fetch in flight
 	// is waiting for a message, a single free token goes out at once.
-	var popping atomic.Int32
+	popping := &p.popping
 	need := func() int {
 		if popping.Load() > 0 {
 			return max(1, p.prefetchBase/2)
@@ -359,7 +363,12 @@ func (p *pipeline) fetchLoop() {
 			release := func() {
 				once.Do(func() {
 					close(done)
-					popping.Add(-1)
+					if popping.Add(-1) == 0 {
+						select {
+						case p.quiet <- struct{}{}:
+						default:
+						}
+					}
 					p.tokens.poke()
 				})
 			}
@@ -386,6 +395,12 @@ func (p *pipeline) fetchLoop() {
 	}
 }
 
+// busy reports whether more results are on their way: tasks are running
+// or waiting for an executor, or a fetch is bringing more.
+func (p *pipeline) busy() bool {
+	return p.running.Load() > 0 || len(p.work) > 0 || p.popping.Load() > 0
+}
+
 func (p *pipeline) execLoop() {
 	for j := range p.work {
 		if j.t == nil {
@@ -398,7 +413,9 @@ func (p *pipeline) execLoop() {
 			p.handBack(j.d)
 			continue
 		}
+		p.running.Add(1)
 		p.execute(j)
+		p.running.Add(-1)
 	}
 }
 
@@ -485,12 +502,25 @@ func (p *pipeline) retryBroker(what string, op func(context.Context) error) {
 	}
 }
 
+// resultLinger bounds how long the result writer waits for more results
+// to join a batch while more tasks are in the pipeline, and resultBatch is
+// the batch size at which it stops waiting. Under load this turns many
+// small writes into few large ones (each round trip costs the backend
+// more than the documents in it); an idle worker's result is written at
+// once, and a batch with a late ack waiting on it is never held back.
+const (
+	resultLinger = 500 * time.Microsecond
+	resultBatch  = 64
+)
+
 // resultLoop stores results in batches, then settles the late-acked
 // deliveries whose results were in the batch: a result is always written
 // before its message is acknowledged.
 func (p *pipeline) resultLoop() {
 	metas := make([]*resultstore.Meta, 0, 256)
 	var settles []resultJob
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for first := range p.results {
 		metas, settles = metas[:0], settles[:0]
 		add := func(r resultJob) {
@@ -502,17 +532,42 @@ func (p *pipeline) resultLoop() {
 			}
 		}
 		add(first)
+		closed := false
 	drain:
 		for len(metas) < cap(metas) {
 			select {
 			case r, ok := <-p.results:
 				if !ok {
+					closed = true
 					break drain
 				}
 				add(r)
 			default:
 				break drain
 			}
+		}
+		if !closed && len(settles) == 0 && len(metas) < resultBatch && p.busy() {
+			linger.Reset(resultLinger)
+		wait:
+			for len(metas) < resultBatch && len(settles) == 0 {
+				select {
+				case r, ok := <-p.results:
+					if !ok {
+						break wait
+					}
+					add(r)
+					if !p.busy() && len(p.results) == 0 {
+						break wait
+					}
+				case <-p.quiet:
+					if !p.busy() {
+						break wait
+					}
+				case <-linger.C:
+					break wait
+				}
+			}
+			linger.Stop()
 		}
 		if len(metas) > 0 && p.w.rb != nil {
 			p.retryBroker("storing results", func(ctx context.Context) error { return p.w.rb.Store(ctx, metas...) })
