@@ -436,10 +436,21 @@ func (p *pipeline) dispatchDue(j *job) {
 	}
 }
 
+// asyncAcker is implemented by consumers that batch and retry acks
+// themselves (the Redis consumer: the next fetch carries them), so an ack
+// needs no round trip through the ack loop.
+type asyncAcker interface {
+	AckAsync(ds ...*transports.Delivery)
+}
+
 // settle acknowledges or rejects a delivery and gives its prefetch token
 // back.
 func (p *pipeline) settle(d *transports.Delivery, reject, requeue bool) {
-	p.acks <- ackJob{d: d, reject: reject, requeue: requeue}
+	if aa, ok := p.cons.(asyncAcker); ok && !reject {
+		aa.AckAsync(d)
+	} else {
+		p.acks <- ackJob{d: d, reject: reject, requeue: requeue}
+	}
 	p.tokens.release(1)
 }
 

@@ -146,3 +146,69 @@ func TestAckAfterClose(t *testing.T) {
 		t.Errorf("unacked holds %d entries after Ack on a closed consumer", n)
 	}
 }
+
+// TestAckAsync: fire-and-forget acks are carried by the next pop, sent by
+// the flusher when no pop comes, and sent on Close when still queued.
+func TestAckAsync(t *testing.T) {
+	tr := newTestTransport(t, Options{PollTimeout: time.Second})
+	ctx := ctxT(t)
+	const q = "ackasync_q"
+	if err := tr.Declare(ctx, transports.Queue{Name: q}); err != nil {
+		t.Fatal(err)
+	}
+	pushTagged(t, tr, q, "async", 7)
+	p := tr.ks.prefix
+	unacked := func() int64 {
+		n, _ := tr.client.HLen(ctx, p+"unacked").Result()
+		m, _ := tr.client.ZCard(ctx, p+"unacked_index").Result()
+		if n != m {
+			t.Errorf("unacked has %d entries, unacked_index %d", n, m)
+		}
+		return n
+	}
+	c := consumeT(t, tr, q)
+	c.linger = time.Minute
+	first, err := c.Fetch(ctx, 2)
+	if err != nil || len(first) != 2 {
+		t.Fatalf("fetch: %d deliveries, %v", len(first), err)
+	}
+	c.AckAsync(first...)
+	if got := unacked(); got != 2 {
+		t.Fatalf("AckAsync sent at once (unacked %d), want it carried by the next pop", got)
+	}
+	second, err := c.Fetch(ctx, 2)
+	if err != nil || len(second) != 2 {
+		t.Fatalf("fetch: %d deliveries, %v", len(second), err)
+	}
+	if got := c.carried.Load(); got != 2 {
+		t.Errorf("pop carried %d acks, want 2", got)
+	}
+	if got := unacked(); got != 2 {
+		t.Errorf("unacked holds %d entries, want the 2 of the second fetch", got)
+	}
+	// Queued with nothing to carry them: Close sends them.
+	c.AckAsync(second...)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := unacked(); got != 0 {
+		t.Errorf("unacked holds %d entries after Close sent the queued acks", got)
+	}
+	// A second consumer with the normal linger: the flusher sends them.
+	c2 := consumeT(t, tr, q)
+	third, err := c2.Fetch(ctx, 3)
+	if err != nil || len(third) != 3 {
+		t.Fatalf("fetch: %d deliveries, %v", len(third), err)
+	}
+	c2.AckAsync(third...)
+	deadline := time.Now().Add(5 * time.Second)
+	for unacked() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the flusher did not send acks no pop carried")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got := c2.carried.Load(); got != 0 {
+		t.Errorf("%d acks counted as carried with no pop after them", got)
+	}
+}

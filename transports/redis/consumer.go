@@ -47,7 +47,8 @@ type Consumer struct {
 	carried   atomic.Int64  // tags acknowledged by a pop (observability, tests)
 }
 
-// pendingAck is one Ack call waiting for its tags to be sent.
+// pendingAck is tags waiting to be sent: one Ack call, or AckAsync calls
+// (done nil: nobody waits, and a failed send puts them back for a retry).
 type pendingAck struct {
 	tags []string
 	done chan error // buffered: receives the outcome once
@@ -323,9 +324,7 @@ func (c *Consumer) popBatch(ctx context.Context, queues []string, max int) ([]*D
 	if errors.Is(err, redis.Nil) {
 		err = nil
 	}
-	for _, a := range acks {
-		a.done <- err
-	}
+	c.settleAcks(acks, err)
 	if err != nil {
 		return nil, nil, fmt.Errorf("redistransport: fetch: %w", err)
 	}
@@ -487,16 +486,8 @@ func (c *Consumer) Ack(ctx context.Context, ds ...*Delivery) error {
 		return nil
 	}
 	a := &pendingAck{tags: tags, done: make(chan error, 1)}
-	c.ackMu.Lock()
-	if c.ackDirect {
-		c.ackMu.Unlock()
+	if !c.enqueueAck(a) {
 		return c.ackTags(ctx, tags)
-	}
-	c.acks = append(c.acks, a)
-	c.ackMu.Unlock()
-	select {
-	case c.ackKick <- struct{}{}:
-	default:
 	}
 	select {
 	case err := <-a.done:
@@ -504,6 +495,75 @@ func (c *Consumer) Ack(ctx context.Context, ds ...*Delivery) error {
 	case <-ctx.Done():
 		// Still sent later; acknowledging twice is harmless.
 		return ctx.Err()
+	}
+}
+
+// AckAsync acknowledges deliveries without waiting: the next pop script
+// call carries the acks, or the flusher sends them within ackLinger, and
+// retries them while Redis is unreachable. The worker uses it for acks
+// that nothing waits on (acks early), so settling a message wakes no
+// goroutine. Tags still unsent when the consumer closes are sent then;
+// if that fails too they stay in unacked and the visibility sweep
+// redelivers them (at least once, as kombu).
+func (c *Consumer) AckAsync(ds ...*Delivery) {
+	tags := make([]string, 0, len(ds))
+	for _, d := range ds {
+		if d != nil && d.Tag != "" {
+			tags = append(tags, d.Tag)
+		}
+	}
+	if len(tags) == 0 {
+		return
+	}
+	if !c.enqueueAck(&pendingAck{tags: tags}) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.ackTags(ctx, tags); err != nil {
+			c.t.log.Error("ack failed; the visibility timeout will redeliver", "count", len(tags), "error", err)
+		}
+	}
+}
+
+// enqueueAck queues a for the next pop or the flusher. It returns false
+// (queueing nothing) once the flusher has stopped.
+func (c *Consumer) enqueueAck(a *pendingAck) bool {
+	c.ackMu.Lock()
+	if c.ackDirect {
+		c.ackMu.Unlock()
+		return false
+	}
+	wasEmpty := len(c.acks) == 0
+	c.acks = append(c.acks, a)
+	c.ackMu.Unlock()
+	if wasEmpty {
+		select {
+		case c.ackKick <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// settleAcks reports the outcome of sending acks: waiters get it; on
+// failure, fire-and-forget acks go back to the queue for another try.
+func (c *Consumer) settleAcks(acks []*pendingAck, err error) {
+	var retry []*pendingAck
+	for _, a := range acks {
+		if a.done != nil {
+			a.done <- err
+		} else if err != nil {
+			retry = append(retry, a)
+		}
+	}
+	if len(retry) == 0 {
+		return
+	}
+	c.ackMu.Lock()
+	c.acks = append(retry, c.acks...)
+	c.ackMu.Unlock()
+	select {
+	case c.ackKick <- struct{}{}:
+	default:
 	}
 }
 
@@ -529,14 +589,15 @@ func (c *Consumer) takeAcks() ([]*pendingAck, int) {
 	return out, n
 }
 
-// ackLoop sends the acks no pop carried within ackLinger. When the
-// consumer closes it sends what is left and makes Ack send directly.
+// ackLoop sends the acks no pop carried within ackLinger, retrying with
+// backoff while Redis is unreachable. When the consumer closes it sends
+// what is left (a few tries) and from then on Ack sends directly.
 func (c *Consumer) ackLoop() {
 	defer close(c.ackDone)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	backoff := 50 * time.Millisecond
 	for {
-		closing := false
 		select {
 		case <-c.ackKick:
 			timer.Reset(c.linger)
@@ -544,33 +605,76 @@ func (c *Consumer) ackLoop() {
 			case <-timer.C:
 			case <-c.closing:
 				timer.Stop()
-				closing = true
+				c.flushOnClose()
+				return
 			}
 		case <-c.closing:
-			closing = true
-		}
-		c.ackMu.Lock()
-		acks := c.acks
-		c.acks = nil
-		if closing {
-			c.ackDirect = true
-		}
-		c.ackMu.Unlock()
-		if len(acks) > 0 {
-			var tags []string
-			for _, a := range acks {
-				tags = append(tags, a.tags...)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := c.ackTags(ctx, tags)
-			cancel()
-			for _, a := range acks {
-				a.done <- err
-			}
-		}
-		if closing {
+			c.flushOnClose()
 			return
 		}
+		if err := c.flushAcks(); err != nil {
+			c.t.log.Warn("ack failed, retrying", "error", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-c.closing:
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+	}
+}
+
+// flushAcks sends every queued ack in one MULTI/EXEC and reports the
+// outcome (failed fire-and-forget acks are queued again).
+func (c *Consumer) flushAcks() error {
+	c.ackMu.Lock()
+	acks := c.acks
+	c.acks = nil
+	c.ackMu.Unlock()
+	if len(acks) == 0 {
+		return nil
+	}
+	var tags []string
+	for _, a := range acks {
+		tags = append(tags, a.tags...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err := c.ackTags(ctx, tags)
+	cancel()
+	c.settleAcks(acks, err)
+	return err
+}
+
+// flushOnClose sends what is queued, trying a few times, then makes Ack
+// and AckAsync send directly.
+func (c *Consumer) flushOnClose() {
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		c.ackMu.Lock()
+		if len(c.acks) == 0 || attempt > 5 {
+			left := c.acks
+			c.acks = nil
+			c.ackDirect = true
+			c.ackMu.Unlock()
+			var n int
+			for _, a := range left {
+				n += len(a.tags)
+				if a.done != nil {
+					a.done <- errors.New("redistransport: ack not sent, consumer closed")
+				}
+			}
+			if n > 0 {
+				c.t.log.Error("acks not sent; the visibility timeout will redeliver", "count", n)
+			}
+			return
+		}
+		c.ackMu.Unlock()
+		if c.flushAcks() == nil {
+			continue
+		}
+		time.Sleep(backoff)
+		backoff *= 2
 	}
 }
 
