@@ -2,6 +2,7 @@ package celerity
 
 import (
 	"context"
+	"github.com/celerity-go/celerity/transports"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -45,5 +46,66 @@ func TestTokenPoolAcquireAtLeast(t *testing.T) {
 	cancel()
 	if n := tp.acquireAtLeast(ctx, func() int { return 1 }); n != 0 {
 		t.Fatalf("acquire after cancel returned %d, want 0", n)
+	}
+}
+
+// TestResultQueue: the writer is signalled for the first result, a full
+// batch and an urgent result, but not for every result; put waits while
+// resultBacklog results are queued.
+func TestResultQueue(t *testing.T) {
+	q := newResultQueue()
+	signalled := func() bool {
+		select {
+		case <-q.sig:
+			return true
+		default:
+			return false
+		}
+	}
+	q.put(resultJob{})
+	if !signalled() {
+		t.Fatal("first result did not wake the writer")
+	}
+	for range resultBatch - 2 {
+		q.put(resultJob{})
+	}
+	if signalled() {
+		t.Fatal("writer woken before the batch was full")
+	}
+	q.put(resultJob{})
+	if !signalled() {
+		t.Fatal("a full batch did not wake the writer")
+	}
+	if n, urgent, _ := q.state(); n != resultBatch || urgent {
+		t.Fatalf("state %d urgent=%v, want %d, false", n, urgent, resultBatch)
+	}
+	if got := q.take(nil); len(got) != resultBatch {
+		t.Fatalf("took %d, want %d", len(got), resultBatch)
+	}
+	q.put(resultJob{})
+	signalled()
+	q.put(resultJob{settle: &transports.Delivery{Tag: "late"}})
+	if !signalled() {
+		t.Fatal("a result with a late ack did not wake the writer")
+	}
+	if _, urgent, _ := q.state(); !urgent {
+		t.Fatal("queue not marked urgent")
+	}
+	q.take(nil)
+	for range resultBacklog {
+		q.put(resultJob{})
+	}
+	done := make(chan struct{})
+	go func() { q.put(resultJob{}); close(done) }()
+	select {
+	case <-done:
+		t.Fatal("put did not wait with a full backlog")
+	case <-time.After(50 * time.Millisecond):
+	}
+	q.take(nil)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("put still waiting after the writer took the backlog")
 	}
 }

@@ -179,7 +179,7 @@ type pipeline struct {
 
 	tokens  *tokenPool
 	work    chan *job
-	results chan resultJob
+	results *resultQueue
 	acks    chan ackJob
 	timer   *etaTimer
 
@@ -226,10 +226,9 @@ func newPipeline(w *Worker, cons transports.Consumer, fetchCtx, workCtx context.
 		w: w, cons: cons, fetchCtx: fetchCtx, workCtx: workCtx,
 		tokens:       newTokenPool(pf),
 		work:         make(chan *job, pf),
-		results:      make(chan resultJob, 4*w.cfg.Concurrency+64),
+		results:      newResultQueue(),
 		acks:         make(chan ackJob, pf+64),
 		heldKick:     make(chan struct{}, 1),
-		quiet:        make(chan struct{}, 1),
 		heldStop:     make(chan struct{}),
 		prefetchBase: pf,
 	}
@@ -261,7 +260,7 @@ func (p *pipeline) run() {
 	heldWG.Wait()
 	close(p.work)
 	execWG.Wait()
-	close(p.results)
+	p.results.close()
 	resWG.Wait()
 	if ds := p.takeRestore(); len(ds) > 0 {
 		p.w.log.Warn(fmt.Sprintf("Restoring %d unacknowledged message(s)", len(ds)), "count", len(ds))
@@ -364,10 +363,7 @@ func (p *pipeline) fetchLoop() {
 				once.Do(func() {
 					close(done)
 					if popping.Add(-1) == 0 {
-						select {
-						case p.quiet <- struct{}{}:
-						default:
-						}
+						p.results.signal()
 					}
 					p.tokens.poke()
 				})
@@ -415,7 +411,9 @@ func (p *pipeline) execLoop() {
 		}
 		p.running.Add(1)
 		p.execute(j)
-		p.running.Add(-1)
+		if p.running.Add(-1) == 0 && len(p.work) == 0 {
+			p.results.signal() // the writer may be waiting for more
+		}
 	}
 }
 
@@ -519,72 +517,138 @@ func (p *pipeline) retryBroker(what string, op func(context.Context) error) {
 // small writes into few large ones (each round trip costs the backend
 // more than the documents in it); an idle worker's result is written at
 // once, and a batch with a late ack waiting on it is never held back.
+// resultBacklog bounds the results waiting to be written: executors wait
+// when the backend falls that far behind.
 const (
-	resultLinger = 500 * time.Microsecond
-	resultBatch  = 64
+	resultLinger  = 500 * time.Microsecond
+	resultBatch   = 64
+	resultBacklog = 4096
 )
+
+// resultQueue hands results from the executors to the result writer. A
+// put wakes the writer only when the queue was empty, is full enough, or
+// the result is urgent, so under load the writer is not woken per result.
+type resultQueue struct {
+	mu     sync.Mutex
+	space  *sync.Cond // signalled when the writer takes jobs
+	jobs   []resultJob
+	urgent bool // a queued job must not wait (a late ack depends on it)
+	closed bool
+	sig    chan struct{} // cap 1: wakes the writer
+}
+
+func newResultQueue() *resultQueue {
+	q := &resultQueue{sig: make(chan struct{}, 1)}
+	q.space = sync.NewCond(&q.mu)
+	return q
+}
+
+func (q *resultQueue) signal() {
+	select {
+	case q.sig <- struct{}{}:
+	default:
+	}
+}
+
+// put queues r, waiting while resultBacklog results are queued.
+func (q *resultQueue) put(r resultJob) {
+	urgent := r.settle != nil
+	q.mu.Lock()
+	for len(q.jobs) >= resultBacklog && !q.closed {
+		q.space.Wait()
+	}
+	q.jobs = append(q.jobs, r)
+	n := len(q.jobs)
+	q.urgent = q.urgent || urgent
+	q.mu.Unlock()
+	if n == 1 || n >= resultBatch || urgent {
+		q.signal()
+	}
+}
+
+// state reports how many results are queued, whether one is urgent and
+// whether the queue is closed.
+func (q *resultQueue) state() (n int, urgent, closed bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.jobs), q.urgent, q.closed
+}
+
+// take swaps the queued jobs for buf (emptied) and returns them.
+func (q *resultQueue) take(buf []resultJob) []resultJob {
+	q.mu.Lock()
+	out := q.jobs
+	q.jobs = buf[:0]
+	q.urgent = false
+	q.mu.Unlock()
+	q.space.Broadcast()
+	return out
+}
+
+func (q *resultQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.space.Broadcast()
+	q.signal()
+}
 
 // resultLoop stores results in batches, then settles the late-acked
 // deliveries whose results were in the batch: a result is always written
 // before its message is acknowledged.
 func (p *pipeline) resultLoop() {
+	q := p.results
 	metas := make([]*resultstore.Meta, 0, 256)
-	var settles []resultJob
+	var jobs, spare []resultJob
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
-	for first := range p.results {
-		metas, settles = metas[:0], settles[:0]
-		add := func(r resultJob) {
-			if r.meta != nil {
-				metas = append(metas, r.meta)
-			}
-			if r.settle != nil {
-				settles = append(settles, r)
-			}
-		}
-		add(first)
-		closed := false
-	drain:
-		for len(metas) < cap(metas) {
-			select {
-			case r, ok := <-p.results:
-				if !ok {
-					closed = true
-					break drain
-				}
-				add(r)
-			default:
-				break drain
-			}
-		}
-		if !closed && len(settles) == 0 && len(metas) < resultBatch && p.busy() {
+	for {
+		<-q.sig
+		n, urgent, closed := q.state()
+		if n > 0 && n < resultBatch && !urgent && !closed && p.busy() {
 			linger.Reset(resultLinger)
 		wait:
-			for len(metas) < resultBatch && len(settles) == 0 {
+			for {
 				select {
-				case r, ok := <-p.results:
-					if !ok {
-						break wait
-					}
-					add(r)
-					if !p.busy() && len(p.results) == 0 {
-						break wait
-					}
-				case <-p.quiet:
-					if !p.busy() {
-						break wait
-					}
+				case <-q.sig:
 				case <-linger.C:
 					break wait
 				}
+				n, urgent, closed = q.state()
+				if n >= resultBatch || urgent || closed || !p.busy() {
+					linger.Stop()
+					break wait
+				}
 			}
-			linger.Stop()
+		}
+		jobs = q.take(spare)
+		if len(jobs) == 0 {
+			spare = jobs
+			if closed {
+				return
+			}
+			continue
+		}
+		metas = metas[:0]
+		for _, r := range jobs {
+			if r.meta != nil {
+				metas = append(metas, r.meta)
+			}
 		}
 		if len(metas) > 0 && p.w.rb != nil {
 			p.retryBroker("storing results", func(ctx context.Context) error { return p.w.rb.Store(ctx, metas...) })
 		}
-		for _, s := range settles {
-			p.settle(s.settle, s.reject, false)
+		for _, r := range jobs {
+			if r.settle != nil {
+				p.settle(r.settle, r.reject, false)
+			}
+		}
+		clear(jobs)
+		spare = jobs
+		clear(metas)
+		// More may have been queued meanwhile without a signal.
+		if n, _, closed := q.state(); n > 0 || closed {
+			q.signal()
 		}
 	}
 }
@@ -710,7 +774,7 @@ func (p *pipeline) unknownTask(d *transports.Delivery, name string) {
 		if p.w.cfg.ResultExtended {
 			meta.Extended = &resultstore.Extended{Unknown: true}
 		}
-		p.results <- resultJob{meta: meta, settle: d, reject: true}
+		p.results.put(resultJob{meta: meta, settle: d, reject: true})
 		return
 	}
 	p.settle(d, true, false)
@@ -824,7 +888,7 @@ func (p *pipeline) store(j *job, meta *resultstore.Meta, settled, reject bool) {
 		p.settle(settle, reject, false)
 		return
 	}
-	p.results <- resultJob{meta: meta, settle: settle, reject: reject}
+	p.results.put(resultJob{meta: meta, settle: settle, reject: reject})
 }
 
 // execute runs a task whose time has come.
@@ -853,7 +917,7 @@ func (p *pipeline) execute(j *job) {
 		m := p.newMeta(j, resultstore.Started)
 		m.Extended = nil
 		m.Result = map[string]any{"pid": int64(w.pid), "hostname": w.cfg.Hostname}
-		p.results <- resultJob{meta: m}
+		p.results.put(resultJob{meta: m})
 	}
 	start := time.Now()
 	ret, err, stack, hardLimit := p.runLimited(ctx, j)
