@@ -3,6 +3,7 @@ package celerity
 import (
 	"context"
 	"github.com/celerity-go/celerity/transports"
+	"github.com/celerity-go/celerity/transports/memory"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -107,5 +108,39 @@ func TestResultQueue(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("put still waiting after the writer took the backlog")
+	}
+}
+
+// TestBlockingFetchIsNotPopping: a consumer without FetchNotify (AMQP,
+// memory) blocks in Fetch until the broker pushes a message, which says
+// nothing about results on their way; counting it as popping would make
+// an idle worker's result wait out resultLinger.
+func TestBlockingFetchIsNotPopping(t *testing.T) {
+	w, err := NewWorker(memory.New(), nil, Config{Queues: []string{"q"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, context.Background()) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for w.pipe.Load() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("worker did not start")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	p := w.pipe.Load()
+	for range 20 { // the fetch is blocked in Fetch by now
+		time.Sleep(5 * time.Millisecond)
+		if n := p.popping.Load(); n != 0 || p.busy() {
+			t.Fatalf("idle worker with a blocking fetch: popping=%d busy=%v", n, p.busy())
+		}
 	}
 }

@@ -188,10 +188,9 @@ type pipeline struct {
 
 	held         atomic.Int64 // messages parked in the timer
 	heldKick     chan struct{}
-	abandoned    atomic.Int64  // handlers still running past their hard time limit
-	running      atomic.Int32  // tasks in execute
-	popping      atomic.Int32  // fetches in flight that have not found the broker empty
-	quiet        chan struct{} // signalled when popping drops to zero
+	abandoned    atomic.Int64 // handlers still running past their hard time limit
+	running      atomic.Int32 // tasks in execute
+	popping      atomic.Int32 // fetches in flight that have not found the broker empty
 	heldStop     chan struct{}
 	prefetchBase int
 }
@@ -308,7 +307,12 @@ type concurrentFetcher interface {
 func (p *pipeline) fetchLoop() {
 	slots := 1
 	fetch := func(n int, _ func()) ([]*transports.Delivery, error) { return p.cons.Fetch(p.fetchCtx, n) }
+	// Only a consumer that reports when it finds the broker empty tells a
+	// fetch bringing messages from one waiting for them; a plain Fetch
+	// (AMQP: deliveries pushed by the broker) never counts as popping.
+	track := false
 	if cf, ok := p.cons.(concurrentFetcher); ok {
+		track = true
 		slots = max(1, cf.FetchConcurrency())
 		fetch = func(n int, idle func()) ([]*transports.Delivery, error) {
 			return cf.FetchNotify(p.fetchCtx, n, idle)
@@ -353,7 +357,9 @@ func (p *pipeline) fetchLoop() {
 			return
 		}
 		done := make(chan struct{})
-		popping.Add(1)
+		if track {
+			popping.Add(1)
+		}
 		wg.Add(1)
 		go func(n int, prev, done chan struct{}) {
 			defer wg.Done()
@@ -362,7 +368,7 @@ func (p *pipeline) fetchLoop() {
 			release := func() {
 				once.Do(func() {
 					close(done)
-					if popping.Add(-1) == 0 {
+					if track && popping.Add(-1) == 0 {
 						p.results.signal()
 					}
 					p.tokens.poke()
