@@ -10,12 +10,15 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/celerity-go/celerity"
 	"github.com/celerity-go/celerity/handlers"
 	"github.com/celerity-go/celerity/internal/celerylog"
 	redisstore "github.com/celerity-go/celerity/resultstore/redis"
+	"github.com/celerity-go/celerity/transports"
+	amqptransport "github.com/celerity-go/celerity/transports/amqp"
 	redistransport "github.com/celerity-go/celerity/transports/redis"
 )
 
@@ -53,25 +56,66 @@ func BenchmarkRedisWorkerThroughput(b *testing.B) { benchWorker(b, true) }
 // until every message is acknowledged.
 func BenchmarkRedisWorkerThroughputNoResults(b *testing.B) { benchWorker(b, false) }
 
-func benchWorker(b *testing.B, results bool) {
+// BenchmarkAMQPWorkerThroughput is BenchmarkRedisWorkerThroughput with
+// RabbitMQ (AMQP_URL, default the local guest account) as the broker and
+// Redis for results.
+func BenchmarkAMQPWorkerThroughput(b *testing.B) { benchWorkerOn(b, "amqp", true) }
+
+func benchWorker(b *testing.B, results bool) { benchWorkerOn(b, "redis", results) }
+
+func benchWorkerOn(b *testing.B, kind string, results bool) {
 	client := redisOrSkip(b)
 	ctx := context.Background()
 	batch := NewBatch(UniqueQueue(), b.N)
-	e := &env{kind: "redis", broker: client}
+	e := &env{kind: kind, broker: client}
 	if results {
 		e.backend = client
 	}
-	b.Cleanup(func() { e.cleanup(batch) })
-	if err := PreloadRedis(ctx, client, batch); err != nil {
-		b.Fatal(err)
-	}
 	logger := slog.New(celerylog.New(io.Discard, slog.LevelWarn))
-	tr, err := redistransport.New(ctx, benchRedisURL, redistransport.Options{Logger: logger})
-	if err != nil {
-		b.Fatal(err)
+	var tr transports.Transport
+	if kind == "amqp" {
+		url := os.Getenv("AMQP_URL")
+		if url == "" {
+			url = "amqp://guest:guest@127.0.0.1:5672//"
+		}
+		conn, err := amqp.Dial(url)
+		if err != nil {
+			if os.Getenv("CI") == "true" {
+				b.Fatalf("rabbitmq: %v", err)
+			}
+			b.Skipf("rabbitmq not reachable: %v", err)
+		}
+		defer conn.Close()
+		e.broker = nil
+		if e.amqpCh, err = conn.Channel(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { e.cleanup(batch) })
+		if err := PreloadAMQP(ctx, url, batch); err != nil {
+			b.Fatal(err)
+		}
+		at, err := amqptransport.New(ctx, url, amqptransport.Options{Logger: logger})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer at.Close()
+		tr = at
+	} else {
+		b.Cleanup(func() { e.cleanup(batch) })
+		if err := PreloadRedis(ctx, client, batch); err != nil {
+			b.Fatal(err)
+		}
+		rt, err := redistransport.New(ctx, benchRedisURL, redistransport.Options{Logger: logger})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer rt.Close()
+		tr = rt
 	}
-	defer tr.Close()
-	var w *celerity.Worker
+	var (
+		w   *celerity.Worker
+		err error
+	)
 	cfg := celerity.Config{Queues: []string{batch.Queue}, Logger: logger}
 	if v, err := strconv.Atoi(os.Getenv("BENCH_PREFETCH_MULTIPLIER")); err == nil {
 		cfg.PrefetchMultiplier = v

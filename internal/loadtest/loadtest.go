@@ -66,6 +66,9 @@ type Config struct {
 	Timeout time.Duration
 	// Progress receives a progress line on long runs (nil: quiet).
 	Progress io.Writer
+	// Ceiling also measures the broker's own limit (see Ceiling); only
+	// RabbitMQ is supported.
+	Ceiling bool
 }
 
 // WorkerRun is the measurement of one worker.
@@ -117,6 +120,7 @@ type Report struct {
 	Machine Machine     `json:"machine"`
 	Started time.Time   `json:"started"`
 	Runs    []WorkerRun `json:"runs"`
+	Ceiling *Ceiling    `json:"ceiling,omitempty"`
 }
 
 // PythonHasCelery reports whether python can import celery.
@@ -170,6 +174,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if ctx.Err() != nil {
 			return rep, ctx.Err()
 		}
+	}
+	if kind, _ := brokerKind(cfg.Broker); cfg.Ceiling && kind == "amqp" {
+		progress(cfg.Progress, "[ceiling] bare consumer, prefetch %d, %d messages\n", goPrefetch(cfg), cfg.N)
+		c, err := AMQPCeiling(ctx, cfg.Broker, cfg.N, goPrefetch(cfg))
+		if err != nil {
+			return rep, fmt.Errorf("ceiling: %w", err)
+		}
+		rep.Ceiling = c
 	}
 	return rep, nil
 }

@@ -170,6 +170,16 @@ func (rep *Report) WriteTable(w io.Writer) {
 		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
+	if c := rep.Ceiling; c != nil {
+		fmt.Fprintf(w, "broker ceiling: a bare consumer (prefetch %d, global QoS, one ack per message, no work, no results) drains %.0f msgs/s", c.Prefetch, c.MsgsPerSec)
+		if p != nil && p.TasksPerSec > 0 {
+			fmt.Fprintf(w, " = %.2f× the Python worker", c.MsgsPerSec/p.TasksPerSec)
+		}
+		if g != nil && g.TasksPerSec > 0 {
+			fmt.Fprintf(w, "; the Go worker reaches %.0f%% of it", 100*g.TasksPerSec/c.MsgsPerSec)
+		}
+		fmt.Fprintln(w)
+	}
 	for _, r := range rep.Runs {
 		for _, e := range r.Errors {
 			fmt.Fprintf(w, "%s: %s\n", r.Worker, e)
