@@ -2,11 +2,18 @@ package loadtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/celerity-go/celerity/kombu"
+	"github.com/celerity-go/celerity/protocolv2"
+	"github.com/celerity-go/celerity/resultstore"
+	redisstore "github.com/celerity-go/celerity/resultstore/redis"
 )
 
 // Ceiling is the broker's own limit for the benchmark's traffic: a bare
@@ -16,10 +23,13 @@ import (
 // a throughput target is reachable on this machine at all.
 type Ceiling struct {
 	Kind       string  `json:"kind"`
-	Prefetch   int     `json:"prefetch"`
-	Global     bool    `json:"global_qos"`
-	N          int     `json:"n"`
-	MsgsPerSec float64 `json:"msgs_per_sec"`
+	Prefetch   int     `json:"prefetch,omitempty"`
+	Global     bool    `json:"global_qos,omitempty"`
+	N          int     `json:"n,omitempty"`
+	MsgsPerSec float64 `json:"msgs_per_sec,omitempty"`
+	// Latency is the Python client's round trips against a bare
+	// responder (Redis only; see redisLatencyFloor).
+	Latency *Latency `json:"latency_floor,omitempty"`
 }
 
 // AMQPCeiling measures Ceiling on RabbitMQ: basic.qos(prefetch, global)
@@ -90,4 +100,69 @@ func goPrefetch(cfg Config) int {
 		}
 	}
 	return c * m
+}
+
+// redisLatencyFloor runs the Python client's round trips against a bare
+// responder in the bench process: BRPOP the queue, decode the task, write
+// the SUCCESS result (SETEX + PUBLISH, as a worker does) at once; no
+// unacked bookkeeping, no pipeline. No worker can answer faster, so its
+// p50/p99 tell how low a worker's round trip can go on this machine.
+func redisLatencyFloor(ctx context.Context, cfg Config, pydir string) (*Latency, error) {
+	bo, err := redis.ParseURL(cfg.Broker)
+	if err != nil {
+		return nil, err
+	}
+	broker := redis.NewClient(bo)
+	defer broker.Close()
+	rb, err := redisstore.New(ctx, cfg.Backend, redisstore.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer rb.Close()
+	reg, err := kombu.NewRegistry([]string{"json"})
+	if err != nil {
+		return nil, err
+	}
+	queue := UniqueQueue()
+	defer broker.Del(context.Background(), queue, "_kombu.binding."+queue)
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() {
+		errc <- func() error {
+			for rctx.Err() == nil {
+				kv, err := broker.BRPop(rctx, 100*time.Millisecond, queue).Result()
+				if errors.Is(err, redis.Nil) || rctx.Err() != nil {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				m, err := kombu.DecodeEnvelope([]byte(kv[1]))
+				if err != nil {
+					return err
+				}
+				t, err := protocolv2.Decode(m, reg)
+				if err != nil {
+					return err
+				}
+				var sum int64
+				for _, a := range t.Args {
+					v, _ := a.(int64)
+					sum += v
+				}
+				meta := &resultstore.Meta{TaskID: t.ID, Status: resultstore.Success, Result: sum, DateDone: time.Now().UTC()}
+				if err := rb.Store(rctx, meta); err != nil {
+					return err
+				}
+			}
+			return nil
+		}()
+	}()
+	l, err := pythonLatency(ctx, cfg, queue, pydir)
+	stop()
+	if rerr := <-errc; rerr != nil {
+		err = errors.Join(fmt.Errorf("bare responder: %w", rerr), err)
+	}
+	return l, err
 }

@@ -175,6 +175,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return rep, ctx.Err()
 		}
 	}
+	if kind, _ := brokerKind(cfg.Broker); cfg.Ceiling && kind == "redis" && cfg.Latency > 0 && cfg.Backend != "" && PythonHasCelery(cfg.Python) {
+		progress(cfg.Progress, "[floor] %d round trips against a bare responder\n", cfg.Latency)
+		l, err := redisLatencyFloor(ctx, cfg, dir)
+		if err != nil {
+			return rep, fmt.Errorf("latency floor: %w", err)
+		}
+		rep.Ceiling = &Ceiling{Kind: "redis", Latency: l}
+	}
 	if kind, _ := brokerKind(cfg.Broker); cfg.Ceiling && kind == "amqp" {
 		progress(cfg.Progress, "[ceiling] bare consumer, prefetch %d, %d messages\n", goPrefetch(cfg), cfg.N)
 		c, err := AMQPCeiling(ctx, cfg.Broker, cfg.N, goPrefetch(cfg))

@@ -170,7 +170,15 @@ func (rep *Report) WriteTable(w io.Writer) {
 		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
-	if c := rep.Ceiling; c != nil {
+	if c := rep.Ceiling; c != nil && c.Latency != nil {
+		l := c.Latency
+		fmt.Fprintf(w, "latency floor: against a bare responder (BRPOP, decode, SETEX+PUBLISH the result, nothing else) the Python client's round trip is p50 %.2f ms, p99 %.2f ms", l.P50Ms, l.P99Ms)
+		if p != nil && p.Latency != nil && p.Latency.P50Ms > 0 {
+			fmt.Fprintf(w, " = %.2f / %.2f of the Python worker's", l.P50Ms/p.Latency.P50Ms, l.P99Ms/p.Latency.P99Ms)
+		}
+		fmt.Fprintln(w)
+	}
+	if c := rep.Ceiling; c != nil && c.MsgsPerSec > 0 {
 		fmt.Fprintf(w, "broker ceiling: a bare consumer (prefetch %d, global QoS, one ack per message, no work, no results) drains %.0f msgs/s", c.Prefetch, c.MsgsPerSec)
 		if p != nil && p.TasksPerSec > 0 {
 			fmt.Fprintf(w, " = %.2f× the Python worker", c.MsgsPerSec/p.TasksPerSec)
