@@ -191,6 +191,7 @@ type pipeline struct {
 	abandoned    atomic.Int64 // handlers still running past their hard time limit
 	running      atomic.Int32 // tasks in execute
 	popping      atomic.Int32 // fetches in flight that have not found the broker empty
+	lastBatch    atomic.Int32 // messages the last non-empty fetch brought
 	heldStop     chan struct{}
 	prefetchBase int
 }
@@ -375,6 +376,9 @@ func (p *pipeline) fetchLoop() {
 				})
 			}
 			ds, err := fetch(n, release)
+			if len(ds) > 0 {
+				p.lastBatch.Store(int32(len(ds)))
+			}
 			p.tokens.release(n - len(ds))
 			<-prev
 			for _, d := range ds {
@@ -397,10 +401,14 @@ func (p *pipeline) fetchLoop() {
 	}
 }
 
-// busy reports whether more results are on their way: tasks are running
-// or waiting for an executor, or a fetch is bringing more.
+// busy reports whether more results are on their way soon: another task
+// is running or waiting for an executor, or a fetch is out while the
+// broker has a backlog (the last fetch brought more than one message).
+// A worker serving one task at a time is not busy: a fetch then usually
+// finds the queue empty, and its result must not wait for that fetch.
 func (p *pipeline) busy() bool {
-	return p.running.Load() > 0 || len(p.work) > 0 || p.popping.Load() > 0
+	return p.running.Load() > 1 || len(p.work) > 0 ||
+		p.popping.Load() > 0 && p.lastBatch.Load() > 1
 }
 
 func (p *pipeline) execLoop() {

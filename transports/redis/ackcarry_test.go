@@ -159,8 +159,14 @@ func TestAckAsync(t *testing.T) {
 	pushTagged(t, tr, q, "async", 7)
 	p := tr.ks.prefix
 	unacked := func() int64 {
-		n, _ := tr.client.HLen(ctx, p+"unacked").Result()
-		m, _ := tr.client.ZCard(ctx, p+"unacked_index").Result()
+		// One MULTI: both read at the same instant.
+		pipe := tr.client.TxPipeline()
+		hl := pipe.HLen(ctx, p+"unacked")
+		zc := pipe.ZCard(ctx, p+"unacked_index")
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		n, m := hl.Val(), zc.Val()
 		if n != m {
 			t.Errorf("unacked has %d entries, unacked_index %d", n, m)
 		}
@@ -210,5 +216,71 @@ func TestAckAsync(t *testing.T) {
 	}
 	if got := c2.carried.Load(); got != 0 {
 		t.Errorf("%d acks counted as carried with no pop after them", got)
+	}
+}
+
+// TestBRPOPDeliveryRecordedAfterHandOut: a message the blocking fallback
+// pops is handed out at once; an AckAsync that comes before its record
+// is sent after it (nothing is left in unacked), and a Restore waits for
+// the record, then puts the message back.
+func TestBRPOPDeliveryRecordedAfterHandOut(t *testing.T) {
+	tr := newTestTransport(t, Options{PollTimeout: time.Second})
+	ctx := ctxT(t)
+	const q = "brpoprec_q"
+	if err := tr.Declare(ctx, transports.Queue{Name: q}); err != nil {
+		t.Fatal(err)
+	}
+	p := tr.ks.prefix
+	c := consumeT(t, tr, q)
+	for round, restore := range []bool{false, true} {
+		got := make(chan []*Delivery, 1)
+		go func() {
+			ds, err := c.Fetch(ctx, 1) // queue empty: waits in BRPOP
+			if err != nil {
+				t.Error(err)
+			}
+			got <- ds
+		}()
+		deadline := time.Now().Add(5 * time.Second)
+		for c.brpops.Load() != int64(round+1) {
+			if time.Now().After(deadline) {
+				t.Fatal("fetch did not fall back to BRPOP")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		pushTagged(t, tr, q, fmt.Sprintf("brpop%d", round), 1)
+		ds := <-got
+		if len(ds) != 1 {
+			t.Fatalf("round %d: %d deliveries", round, len(ds))
+		}
+		d := ds[0]
+		if _, ok := d.Token.(*recordState); !ok {
+			t.Fatalf("round %d: BRPOP delivery has no record state (%T)", round, d.Token)
+		}
+		if restore {
+			if err := c.Restore(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+			if n, _ := tr.client.LLen(ctx, p+q).Result(); n != 1 {
+				t.Errorf("restored message: queue holds %d, want 1", n)
+			}
+		} else {
+			c.AckAsync(d)
+			if err := waitRecorded(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		deadline = time.Now().Add(5 * time.Second)
+		for {
+			n, _ := tr.client.HLen(ctx, p+"unacked").Result()
+			m, _ := tr.client.ZCard(ctx, p+"unacked_index").Result()
+			if n == 0 && m == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: unacked %d / unacked_index %d entries left", round, n, m)
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 }

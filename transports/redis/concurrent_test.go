@@ -14,7 +14,8 @@ import (
 // TestConcurrentFetch runs FetchConcurrency+2 fetchers at once over two
 // queues, starting while the queues are empty (so one of them waits in
 // BRPOP) and publishing while they run: every message must be delivered
-// exactly once and be recorded in unacked until its ack.
+// exactly once and be recorded in unacked (once its record is over) until
+// its ack.
 func TestConcurrentFetch(t *testing.T) {
 	tr := newTestTransport(t, Options{PollTimeout: time.Second})
 	ctx := ctxT(t)
@@ -46,6 +47,11 @@ func TestConcurrentFetch(t *testing.T) {
 						errs <- err
 					}
 					return
+				}
+				// A BRPOP delivery may be handed out before its record
+				// lands; it is in unacked once the record is over.
+				if err := waitRecorded(ctx, ds...); err != nil {
+					errs <- err
 				}
 				for _, d := range ds {
 					n, err := tr.client.HExists(ctx, p+"unacked", d.Tag).Result()

@@ -34,7 +34,8 @@ type Consumer struct {
 	closed    bool
 	mu        sync.Mutex
 
-	brpops atomic.Int64 // BRPOP calls started (observability, tests)
+	brpops  atomic.Int64   // BRPOP calls started (observability, tests)
+	records sync.WaitGroup // BRPOP goroutines, including their records
 
 	// Acks wait here for the next pop script call to carry them; the ack
 	// flusher sends what no pop took within ackLinger.
@@ -74,6 +75,59 @@ type popped struct {
 	key      string // unprefixed list key it came from
 	raw      []byte
 	recorded bool
+	// rec is set for a BRPOP result: it is handed out before its record
+	// in unacked finishes (see recordState).
+	rec *recordState
+}
+
+// recordState is the unacked record of a message a BRPOP handed out
+// while the record script was still on its way: an idle worker starts
+// the task one Redis round trip sooner. The window in which only this
+// process holds the message is the same as before (BRPOP reply to record
+// reply, as in kombu); what must not run before the record lands is a
+// settlement, so Ack, Reject, Restore, Touch and give-back wait for it,
+// and AckAsync leaves its ack to the recorder.
+type recordState struct {
+	done     chan struct{} // closed when the record attempt is over
+	mu       sync.Mutex
+	finished bool
+	recorded bool   // the message is in unacked
+	ackTag   string // AckAsync came first: ack once recorded
+}
+
+// deferAck hands tag's ack to the recorder if the record is still on its
+// way; it reports whether it did.
+func (r *recordState) deferAck(tag string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.finished {
+		return false
+	}
+	r.ackTag = tag
+	return true
+}
+
+func (r *recordState) isRecorded() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.recorded
+}
+
+// waitRecorded waits until every delivery's record attempt is over.
+func waitRecorded(ctx context.Context, ds ...*Delivery) error {
+	for _, d := range ds {
+		if d == nil {
+			continue
+		}
+		if r, ok := d.Token.(*recordState); ok {
+			select {
+			case <-r.done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	return nil
 }
 
 type brpopResult struct {
@@ -193,7 +247,9 @@ func nowArg() string {
 	return strconv.FormatFloat(float64(time.Now().UnixNano())/1e9, 'f', -1, 64)
 }
 
-// Fetch returns 1..max deliveries, each already recorded in unacked. It
+// Fetch returns 1..max deliveries, each recorded in unacked (a message
+// from the blocking BRPOP fallback may still have its record on the way;
+// settling it waits for the record). It
 // first pops without blocking (Lua, atomic with the record); when every
 // queue is empty it blocks in BRPOP (PollTimeout at a time) until a
 // message arrives or ctx is done. A message popped by a BRPOP that
@@ -357,15 +413,18 @@ func (c *Consumer) startBRPOP() {
 	c.brpops.Add(1)
 	keys := c.keys(0)
 	t := c.t
+	c.records.Add(1)
 	go func() {
-		defer close(call.done)
+		defer c.records.Done()
 		ctx := context.Background()
 		kv, err := t.client.BRPop(ctx, t.opts.PollTimeout, keys...).Result()
 		if errors.Is(err, redis.Nil) {
+			close(call.done)
 			return
 		}
 		if err != nil {
 			call.res = brpopResult{err: fmt.Errorf("redistransport: brpop: %w", err)}
+			close(call.done)
 			return
 		}
 		key := kv[0][len(t.ks.prefix):]
@@ -376,10 +435,46 @@ func (c *Consumer) startBRPOP() {
 				break
 			}
 		}
-		p := &popped{queue: queue, key: key, raw: []byte(kv[1])}
-		p.recorded = c.recordPopped(p)
+		p := &popped{queue: queue, key: key, raw: []byte(kv[1]), rec: &recordState{done: make(chan struct{})}}
 		call.res = brpopResult{p: p}
+		close(call.done) // hand it out now; the record follows
+		c.recordBRPOPed(p)
 	}()
+}
+
+// recordBRPOPed records a BRPOP result in unacked (from Go when cjson
+// cannot read the envelope), then settles what waited for the record.
+func (c *Consumer) recordBRPOPed(p *popped) {
+	r := p.rec
+	ok := c.recordPopped(p)
+	if !ok {
+		if m, err := kombu.DecodeEnvelope(p.raw); err == nil && m.Properties.DeliveryTag != "" {
+			ok = c.recordFromGo(context.Background(), p, m) == nil
+		}
+	}
+	r.mu.Lock()
+	r.finished, r.recorded = true, ok
+	tag := r.ackTag
+	r.mu.Unlock()
+	close(r.done)
+	if tag != "" && ok {
+		c.AckAsync(&Delivery{Tag: tag})
+	}
+}
+
+// recordFromGo writes the unacked entry for an envelope Go can read and
+// cjson cannot.
+func (c *Consumer) recordFromGo(ctx context.Context, p *popped, m *kombu.Message) error {
+	t := c.t
+	val := unackedValue(nil, p.raw, m.Properties.DeliveryInfo.Exchange, orDefault(m.Properties.DeliveryInfo.RoutingKey, p.queue))
+	pipe := t.client.TxPipeline()
+	pipe.ZAdd(ctx, t.ks.key(t.opts.UnackedIndexKey), redis.Z{Score: float64(time.Now().UnixNano()) / 1e9, Member: m.Properties.DeliveryTag})
+	pipe.HSet(ctx, t.ks.key(t.opts.UnackedKey), m.Properties.DeliveryTag, val)
+	_, err := pipe.Exec(ctx)
+	if err != nil {
+		c.t.log.Error("could not record delivered message in unacked", "queue", p.queue, "error", err)
+	}
+	return err
 }
 
 type keyQueue struct{ key, queue string }
@@ -409,6 +504,10 @@ func (c *Consumer) recordPopped(p *popped) bool {
 		if err == nil {
 			return n == 1
 		}
+		if t.isClosed() {
+			t.log.Error("could not record delivered message in unacked; transport closed", "queue", p.queue, "error", err)
+			return false
+		}
 		if attempt == 0 || attempt%20 == 0 {
 			t.log.Error("could not record delivered message in unacked; retrying", "queue", p.queue, "error", err)
 		}
@@ -428,8 +527,15 @@ func (c *Consumer) delivery(ctx context.Context, p *popped) *Delivery {
 	}
 	if err != nil {
 		c.t.log.Error("dropping undecodable message", "queue", p.queue, "error", err, "payload", truncate(p.raw, 512))
-		if p.recorded && m != nil && m.Properties.DeliveryTag != "" {
-			_ = c.ackTags(ctx, []string{m.Properties.DeliveryTag})
+		if m != nil && m.Properties.DeliveryTag != "" {
+			recorded := p.recorded
+			if p.rec != nil {
+				<-p.rec.done
+				recorded = p.rec.isRecorded()
+			}
+			if recorded {
+				_ = c.ackTags(ctx, []string{m.Properties.DeliveryTag})
+			}
 		}
 		return nil
 	}
@@ -437,24 +543,21 @@ func (c *Consumer) delivery(ctx context.Context, p *popped) *Delivery {
 	if v, ok := m.Headers["redelivered"].(bool); ok && v {
 		redelivered = true
 	}
-	if !p.recorded {
+	if p.rec == nil && !p.recorded {
 		// cjson could not read it but Go can: record from Go.
-		t := c.t
-		val := unackedValue(nil, p.raw, m.Properties.DeliveryInfo.Exchange, orDefault(m.Properties.DeliveryInfo.RoutingKey, p.queue))
-		pipe := t.client.TxPipeline()
-		pipe.ZAdd(ctx, t.ks.key(t.opts.UnackedIndexKey), redis.Z{Score: float64(time.Now().UnixNano()) / 1e9, Member: m.Properties.DeliveryTag})
-		pipe.HSet(ctx, t.ks.key(t.opts.UnackedKey), m.Properties.DeliveryTag, val)
-		if _, err := pipe.Exec(ctx); err != nil {
-			c.t.log.Error("could not record delivered message in unacked", "queue", p.queue, "error", err)
-		}
+		_ = c.recordFromGo(ctx, p, m)
 	}
-	return &Delivery{
+	d := &Delivery{
 		Message:     m,
 		Raw:         p.raw,
 		Queue:       p.queue,
 		Redelivered: redelivered,
 		Tag:         m.Properties.DeliveryTag,
 	}
+	if p.rec != nil {
+		d.Token = p.rec
+	}
+	return d
 }
 
 func orDefault(s, d string) string {
@@ -485,6 +588,9 @@ func (c *Consumer) Ack(ctx context.Context, ds ...*Delivery) error {
 	if len(tags) == 0 {
 		return nil
 	}
+	if err := waitRecorded(ctx, ds...); err != nil {
+		return err
+	}
 	a := &pendingAck{tags: tags, done: make(chan error, 1)}
 	if !c.enqueueAck(a) {
 		return c.ackTags(ctx, tags)
@@ -508,9 +614,13 @@ func (c *Consumer) Ack(ctx context.Context, ds ...*Delivery) error {
 func (c *Consumer) AckAsync(ds ...*Delivery) {
 	tags := make([]string, 0, len(ds))
 	for _, d := range ds {
-		if d != nil && d.Tag != "" {
-			tags = append(tags, d.Tag)
+		if d == nil || d.Tag == "" {
+			continue
 		}
+		if r, ok := d.Token.(*recordState); ok && r.deferAck(d.Tag) {
+			continue // the recorder acks it once the record lands
+		}
+		tags = append(tags, d.Tag)
 	}
 	if len(tags) == 0 {
 		return
@@ -728,6 +838,9 @@ func (c *Consumer) Reject(ctx context.Context, d *Delivery, requeue bool) error 
 	if !requeue {
 		return c.Ack(ctx, d)
 	}
+	if err := waitRecorded(ctx, d); err != nil {
+		return err
+	}
 	_, err := c.t.restoreTags(ctx, []string{d.Tag}, restoreTail)
 	return err
 }
@@ -745,6 +858,9 @@ func (c *Consumer) Restore(ctx context.Context, ds ...*Delivery) error {
 	}
 	if len(tags) == 0 {
 		return nil
+	}
+	if err := waitRecorded(ctx, ds...); err != nil {
+		return err
 	}
 	n, err := c.t.restoreTags(ctx, tags, restoreHead)
 	if n > 0 {
@@ -785,6 +901,7 @@ func (c *Consumer) Close() error {
 			err = c.giveBack(c.buffered)
 			c.buffered = nil
 		}
+		c.records.Wait()
 		c.t.mu.Lock()
 		delete(c.t.consumers, c)
 		c.t.mu.Unlock()
@@ -798,6 +915,9 @@ func (c *Consumer) giveBack(ds []*Delivery) error {
 	t := c.t
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if err := waitRecorded(ctx, ds...); err != nil {
+		return err
+	}
 	pipe := t.client.Pipeline()
 	for i := len(ds) - 1; i >= 0; i-- {
 		d := ds[i]

@@ -8,8 +8,10 @@
 // blocking is recorded in "unacked"/"unacked_index" by the same Lua script
 // that pops it, so a crash between pop and record cannot lose it. Only
 // the blocking BRPOP fallback (used when every queue was empty) has
-// kombu's pop-then-record window, and a record that fails is retried
-// while the message is held in memory.
+// kombu's pop-then-record window; such a message is handed out while its
+// record is on the way (an idle worker starts the task a round trip
+// sooner), every settlement of it waits for the record, and a record that
+// fails is retried while the message is held in memory.
 //
 // Restores follow kombu 5.4+: a restored message goes back into its
 // priority sub-list (kombu ≤ 5.3 used the plain queue key; both are read
