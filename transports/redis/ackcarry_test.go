@@ -29,23 +29,51 @@ func pushTagged(t *testing.T, tr *Transport, q, prefix string, n int) {
 	}
 }
 
+// queueWith returns a transport with queue q declared and n tagged
+// messages on it.
+func queueWith(t *testing.T, q, prefix string, n int) *Transport {
+	t.Helper()
+	tr := newTestTransport(t, Options{PollTimeout: time.Second})
+	if err := tr.Declare(ctxT(t), transports.Queue{Name: q}); err != nil {
+		t.Fatal(err)
+	}
+	pushTagged(t, tr, q, prefix, n)
+	return tr
+}
+
+// fetchN fetches exactly n deliveries.
+func fetchN(t *testing.T, c *Consumer, n int) []*Delivery {
+	t.Helper()
+	ds, err := c.Fetch(ctxT(t), n)
+	if err != nil || len(ds) != n {
+		t.Fatalf("fetch: %d deliveries, want %d (%v)", len(ds), n, err)
+	}
+	return ds
+}
+
+// unackedCounts reads HLEN unacked and ZCARD unacked_index in one MULTI.
+func unackedCounts(t *testing.T, tr *Transport) (hash, index int64) {
+	t.Helper()
+	ctx := ctxT(t)
+	pipe := tr.client.TxPipeline()
+	hl := pipe.HLen(ctx, tr.ks.prefix+"unacked")
+	zc := pipe.ZCard(ctx, tr.ks.prefix+"unacked_index")
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return hl.Val(), zc.Val()
+}
+
 // TestAckCarriedByNextPop: acks pending when a pop script runs are
 // removed from unacked by that same call (no MULTI/EXEC of their own),
 // and Ack returns only once they are gone.
 func TestAckCarriedByNextPop(t *testing.T) {
-	tr := newTestTransport(t, Options{PollTimeout: time.Second})
-	ctx := ctxT(t)
 	const q = "ackcarry_q"
-	if err := tr.Declare(ctx, transports.Queue{Name: q}); err != nil {
-		t.Fatal(err)
-	}
-	pushTagged(t, tr, q, "carry", 6)
+	tr := queueWith(t, q, "carry", 6)
+	ctx := ctxT(t)
 	c := consumeT(t, tr, q)
 	c.linger = time.Minute // only a pop may send the first ack
-	first, err := c.Fetch(ctx, 3)
-	if err != nil || len(first) != 3 {
-		t.Fatalf("fetch: %d deliveries, %v", len(first), err)
-	}
+	first := fetchN(t, c, 3)
 	acked := make(chan error, 1)
 	go func() { acked <- c.Ack(ctx, first...) }()
 	// Wait until the ack is queued, then pop: the pop must carry it.
@@ -62,10 +90,7 @@ func TestAckCarriedByNextPop(t *testing.T) {
 		}
 		time.Sleep(50 * time.Microsecond)
 	}
-	second, err := c.Fetch(ctx, 3)
-	if err != nil || len(second) != 3 {
-		t.Fatalf("second fetch: %d deliveries, %v", len(second), err)
-	}
+	second := fetchN(t, c, 3)
 	if err := <-acked; err != nil {
 		t.Fatalf("ack: %v", err)
 	}
@@ -91,18 +116,11 @@ func TestAckCarriedByNextPop(t *testing.T) {
 // TestAckFlushedWithoutPop: with no pop to carry it, an ack is sent on
 // its own after the linger and Ack returns once it is done.
 func TestAckFlushedWithoutPop(t *testing.T) {
-	tr := newTestTransport(t, Options{PollTimeout: time.Second})
-	ctx := ctxT(t)
 	const q = "ackflush_q"
-	if err := tr.Declare(ctx, transports.Queue{Name: q}); err != nil {
-		t.Fatal(err)
-	}
-	pushTagged(t, tr, q, "flush", 2)
+	tr := queueWith(t, q, "flush", 2)
+	ctx := ctxT(t)
 	c := consumeT(t, tr, q)
-	ds, err := c.Fetch(ctx, 2)
-	if err != nil || len(ds) != 2 {
-		t.Fatalf("fetch: %d deliveries, %v", len(ds), err)
-	}
+	ds := fetchN(t, c, 2)
 	p := tr.ks.prefix
 	if n, _ := tr.client.HLen(ctx, p+"unacked").Result(); n != 2 {
 		t.Fatalf("unacked holds %d entries before the ack, want 2", n)
@@ -124,18 +142,11 @@ func TestAckFlushedWithoutPop(t *testing.T) {
 // TestAckAfterClose: once the consumer is closed, Ack still removes the
 // entries (directly, as nothing will pop again).
 func TestAckAfterClose(t *testing.T) {
-	tr := newTestTransport(t, Options{PollTimeout: time.Second})
-	ctx := ctxT(t)
 	const q = "ackclose_q"
-	if err := tr.Declare(ctx, transports.Queue{Name: q}); err != nil {
-		t.Fatal(err)
-	}
-	pushTagged(t, tr, q, "closed", 2)
+	tr := queueWith(t, q, "closed", 2)
+	ctx := ctxT(t)
 	c := consumeT(t, tr, q)
-	ds, err := c.Fetch(ctx, 2)
-	if err != nil || len(ds) != 2 {
-		t.Fatalf("fetch: %d deliveries, %v", len(ds), err)
-	}
+	ds := fetchN(t, c, 2)
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -150,23 +161,10 @@ func TestAckAfterClose(t *testing.T) {
 // TestAckAsync: fire-and-forget acks are carried by the next pop, sent by
 // the flusher when no pop comes, and sent on Close when still queued.
 func TestAckAsync(t *testing.T) {
-	tr := newTestTransport(t, Options{PollTimeout: time.Second})
-	ctx := ctxT(t)
 	const q = "ackasync_q"
-	if err := tr.Declare(ctx, transports.Queue{Name: q}); err != nil {
-		t.Fatal(err)
-	}
-	pushTagged(t, tr, q, "async", 7)
-	p := tr.ks.prefix
+	tr := queueWith(t, q, "async", 7)
 	unacked := func() int64 {
-		// One MULTI: both read at the same instant.
-		pipe := tr.client.TxPipeline()
-		hl := pipe.HLen(ctx, p+"unacked")
-		zc := pipe.ZCard(ctx, p+"unacked_index")
-		if _, err := pipe.Exec(ctx); err != nil {
-			t.Fatal(err)
-		}
-		n, m := hl.Val(), zc.Val()
+		n, m := unackedCounts(t, tr)
 		if n != m {
 			t.Errorf("unacked has %d entries, unacked_index %d", n, m)
 		}
@@ -174,18 +172,12 @@ func TestAckAsync(t *testing.T) {
 	}
 	c := consumeT(t, tr, q)
 	c.linger = time.Minute
-	first, err := c.Fetch(ctx, 2)
-	if err != nil || len(first) != 2 {
-		t.Fatalf("fetch: %d deliveries, %v", len(first), err)
-	}
+	first := fetchN(t, c, 2)
 	c.AckAsync(first...)
 	if got := unacked(); got != 2 {
 		t.Fatalf("AckAsync sent at once (unacked %d), want it carried by the next pop", got)
 	}
-	second, err := c.Fetch(ctx, 2)
-	if err != nil || len(second) != 2 {
-		t.Fatalf("fetch: %d deliveries, %v", len(second), err)
-	}
+	second := fetchN(t, c, 2)
 	if got := c.carried.Load(); got != 2 {
 		t.Errorf("pop carried %d acks, want 2", got)
 	}
@@ -202,10 +194,7 @@ func TestAckAsync(t *testing.T) {
 	}
 	// A second consumer with the normal linger: the flusher sends them.
 	c2 := consumeT(t, tr, q)
-	third, err := c2.Fetch(ctx, 3)
-	if err != nil || len(third) != 3 {
-		t.Fatalf("fetch: %d deliveries, %v", len(third), err)
-	}
+	third := fetchN(t, c2, 3)
 	c2.AckAsync(third...)
 	deadline := time.Now().Add(5 * time.Second)
 	for unacked() != 0 {
