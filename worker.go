@@ -320,15 +320,14 @@ func (p *pipeline) fetchLoop() {
 		}
 	}
 	free := make(chan struct{}, slots)
-	// popping counts fetches in flight that have not reported an empty
+	// p.popping counts fetches in flight that have not reported an empty
 	// broker. While one is out, the next fetch waits for half the budget
 	// instead of going out with a token or two: fewer, larger round trips
 	// cost the broker and the worker less per message, and the fetch in
 	// flight keeps the executors fed meanwhile. When every fetch in flight
 	// is waiting for a message, a single free token goes out at once.
-	popping := &p.popping
 	need := func() int {
-		if popping.Load() > 0 {
+		if p.popping.Load() > 0 {
 			return max(1, p.prefetchBase/2)
 		}
 		return 1
@@ -359,7 +358,7 @@ func (p *pipeline) fetchLoop() {
 		}
 		done := make(chan struct{})
 		if track {
-			popping.Add(1)
+			p.popping.Add(1)
 		}
 		wg.Add(1)
 		go func(n int, prev, done chan struct{}) {
@@ -369,7 +368,7 @@ func (p *pipeline) fetchLoop() {
 			release := func() {
 				once.Do(func() {
 					close(done)
-					if track && popping.Add(-1) == 0 {
+					if track && p.popping.Add(-1) == 0 {
 						p.results.signal()
 					}
 					p.tokens.poke()

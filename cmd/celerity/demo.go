@@ -79,14 +79,15 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	defer rb.Close()
 	defer cleanupDemo(tr, queue)
 
+	consumed := []transports.Queue{
+		{Name: queue, Exchange: queue, ExchangeType: "direct", RoutingKey: queue, Durable: true},
+		{Name: "for_task1", Exchange: "for_task1", ExchangeType: "direct", RoutingKey: "task_a", Durable: true},
+	}
 	w, err := celerity.NewWorker(tr, rb, celerity.Config{
 		Hostname: expandHostname("demo@%h"),
 		Queues:   []string{queue, "for_task1"},
-		Declare: []transports.Queue{
-			{Name: queue, Exchange: queue, ExchangeType: "direct", RoutingKey: queue, Durable: true},
-			{Name: "for_task1", Exchange: "for_task1", ExchangeType: "direct", RoutingKey: "task_a", Durable: true},
-		},
-		Logger: logger,
+		Declare:  consumed,
+		Logger:   logger,
 	})
 	if err != nil {
 		return err
@@ -94,8 +95,12 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	if err := handlers.Register(w, logger); err != nil {
 		return err
 	}
-	// for_task2 is declared (as the producer would) but not consumed.
-	if err := tr.Declare(ctx, transports.Queue{Name: "for_task2", Exchange: "for_task2", ExchangeType: "direct", RoutingKey: "task_b", Durable: true}); err != nil {
+	// Every queue is bound before the producer starts (the worker declares
+	// its own again when Run starts, which may be after the first publish:
+	// a message to an exchange with no binding yet would be dropped).
+	// for_task2 is declared, as the producer would, but not consumed.
+	all := append([]transports.Queue{{Name: "for_task2", Exchange: "for_task2", ExchangeType: "direct", RoutingKey: "task_b", Durable: true}}, consumed...)
+	if err := tr.Declare(ctx, all...); err != nil {
 		return err
 	}
 	fetchCtx, stop := context.WithCancel(ctx)
