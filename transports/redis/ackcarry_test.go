@@ -1,7 +1,9 @@
 package redistransport
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -271,5 +273,99 @@ func TestBRPOPDeliveryRecordedAfterHandOut(t *testing.T) {
 			}
 			time.Sleep(time.Millisecond)
 		}
+	}
+}
+
+// TestAckAsyncSurvivesConnectionLoss: queued acks still reach Redis when
+// the consumer's connections are killed before the pop that carries them
+// (the pop fails or go-redis redials; either way no ack is lost and no
+// message is acked twice or left behind).
+func TestAckAsyncSurvivesConnectionLoss(t *testing.T) {
+	const q = "ackkill_q"
+	name := fmt.Sprintf("ackkill-%d", time.Now().UnixNano())
+	tr := newTestTransport(t, Options{PollTimeout: time.Second, ClientName: name})
+	ctx := ctxT(t)
+	if err := tr.Declare(ctx, transports.Queue{Name: q}); err != nil {
+		t.Fatal(err)
+	}
+	pushTagged(t, tr, q, "kill", 10)
+	c := consumeT(t, tr, q)
+	c.linger = time.Minute // only the pop (or Close) may send them
+	first := fetchN(t, c, 5)
+	c.AckAsync(first...)
+	if h, _ := unackedCounts(t, tr); h != 5 {
+		t.Fatalf("unacked holds %d before the carrying pop, want 5", h)
+	}
+	// Kill this transport's connections only (other tests share Redis).
+	list, err := tr.client.ClientList(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := 0
+	for _, line := range strings.Split(list, "\n") {
+		if !strings.Contains(line, " name="+name+" ") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if id, ok := strings.CutPrefix(f, "id="); ok {
+				if err := tr.client.Do(ctx, "CLIENT", "KILL", "ID", id).Err(); err == nil {
+					killed++
+				}
+			}
+		}
+	}
+	if killed == 0 {
+		t.Fatalf("no connection named %s to kill in CLIENT LIST", name)
+	}
+	var second []*Delivery
+	deadline := time.Now().Add(10 * time.Second)
+	for len(second) == 0 {
+		ds, err := c.Fetch(ctx, 5)
+		if err != nil && time.Now().After(deadline) {
+			t.Fatalf("fetch after the connections were killed: %v", err)
+		}
+		second = ds
+	}
+	// The acks went with that pop, or were queued again for the next
+	// send; Close sends whatever is still queued.
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p := tr.ks.prefix
+	for _, d := range first {
+		if ok, _ := tr.client.HExists(ctx, p+"unacked", d.Tag).Result(); ok {
+			t.Errorf("acked %s still in unacked", d.Tag)
+		}
+	}
+	h, z := unackedCounts(t, tr)
+	if h != int64(len(second)) || z != int64(len(second)) {
+		t.Errorf("unacked %d / unacked_index %d, want the %d unacked deliveries of the second fetch", h, z, len(second))
+	}
+}
+
+// TestSettleAcksRequeuesFireAndForget: when the call carrying acks fails,
+// a waiting Ack gets the error (its caller retries) while AckAsync's tags
+// go back to the front of the queue for the next send.
+func TestSettleAcksRequeuesFireAndForget(t *testing.T) {
+	c := &Consumer{ackKick: make(chan struct{}, 1)}
+	c.acks = []*pendingAck{{tags: []string{"later"}}}
+	waiter := &pendingAck{tags: []string{"w"}, done: make(chan error, 1)}
+	async := &pendingAck{tags: []string{"a1", "a2"}}
+	boom := errors.New("connection reset")
+	c.settleAcks([]*pendingAck{waiter, async}, boom)
+	if err := <-waiter.done; !errors.Is(err, boom) {
+		t.Errorf("waiter got %v, want %v", err, boom)
+	}
+	if len(c.acks) != 2 || c.acks[0] != async || c.acks[1].tags[0] != "later" {
+		t.Fatalf("queue after a failed send: %+v, want the async ack first, then the later one", c.acks)
+	}
+	select {
+	case <-c.ackKick:
+	default:
+		t.Error("the flusher was not woken to retry")
+	}
+	c.settleAcks([]*pendingAck{async}, nil)
+	if len(c.acks) != 2 {
+		t.Errorf("a successful send queued acks again: %d queued", len(c.acks))
 	}
 }
