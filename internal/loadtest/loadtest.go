@@ -66,14 +66,18 @@ type Config struct {
 	Timeout time.Duration
 	// Progress receives a progress line on long runs (nil: quiet).
 	Progress io.Writer
-	// Ceiling also measures the broker's own limit (see Ceiling); only
-	// RabbitMQ is supported.
+	// Ceiling also measures what no worker can beat (see Ceiling).
 	Ceiling bool
+	// Rounds repeats the measurement, the workers taking turns (go,
+	// python, go, python, ...); the table shows medians and the median of
+	// the per-round ratios. 0 means 1.
+	Rounds int
 }
 
 // WorkerRun is the measurement of one worker.
 type WorkerRun struct {
 	Worker      string   `json:"worker"`
+	Round       int      `json:"round"` // 1..Config.Rounds
 	Broker      string   `json:"broker"`
 	Backend     string   `json:"backend"`
 	Queue       string   `json:"queue"`
@@ -168,11 +172,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	rep := &Report{Machine: DescribeMachine(cfg.Python), Started: time.Now().UTC()}
-	for _, w := range cfg.Workers {
-		r := runWorker(ctx, cfg, w, dir)
-		rep.Runs = append(rep.Runs, r)
-		if ctx.Err() != nil {
-			return rep, ctx.Err()
+	for round := 1; round <= max(1, cfg.Rounds); round++ {
+		for _, w := range cfg.Workers {
+			r := runWorker(ctx, cfg, w, dir)
+			r.Round = round
+			rep.Runs = append(rep.Runs, r)
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
 		}
 	}
 	if kind, _ := brokerKind(cfg.Broker); cfg.Ceiling && kind == "redis" && cfg.Latency > 0 && cfg.Backend != "" && PythonHasCelery(cfg.Python) {

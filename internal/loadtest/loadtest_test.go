@@ -104,3 +104,30 @@ func TestRunSmoke(t *testing.T) {
 		t.Errorf("queue keys left behind: %d", n)
 	}
 }
+
+// TestWriteTableRounds: with several rounds the columns are medians and
+// the ratio is the median of the same-round ratios (not the ratio of the
+// medians), and every round's tasks/s ratio is listed.
+func TestWriteTableRounds(t *testing.T) {
+	run := func(worker string, round int, tps float64) WorkerRun {
+		return WorkerRun{Worker: worker, Round: round, Broker: "redis://h/0", Backend: "redis://h/0", N: 10, TasksPerSec: tps}
+	}
+	rep := &Report{Runs: []WorkerRun{
+		run("go", 1, 10000), run("python", 1, 1000), // 10×
+		run("go", 2, 30000), run("python", 2, 1000), // 30×
+		run("go", 3, 12000), run("python", 3, 600), // 20×
+	}}
+	var buf bytes.Buffer
+	rep.WriteTable(&buf)
+	out := buf.String()
+	// medians: go 12000, python 1000 (ratio of medians 12×); median
+	// same-round ratio 20×.
+	for _, want := range []string{"(median of 3)", "12000", "1000", "20.00×", "≥30× MISSED", "per round: 10.00×, 30.00×, 20.00×"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "12.00×") {
+		t.Errorf("ratio of medians shown instead of the median ratio:\n%s", out)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
@@ -108,8 +109,82 @@ func (rep *Report) run(worker string) *WorkerRun {
 	return nil
 }
 
-// WriteTable prints the side-by-side table: one column per worker, then
-// go/python with the target when both ran.
+func tasksPerSec(r *WorkerRun) (float64, bool) { return r.TasksPerSec, r.TasksPerSec > 0 }
+
+// latency returns the p50 (pct 50) or p99 round trip of r, if measured.
+func latency(r *WorkerRun, pct int) (float64, bool) {
+	if r.Latency == nil {
+		return 0, false
+	}
+	if pct == 50 {
+		return r.Latency.P50Ms, r.Latency.P50Ms > 0
+	}
+	return r.Latency.P99Ms, r.Latency.P99Ms > 0
+}
+
+// workers lists the measured workers in the order they first ran.
+func (rep *Report) workers() []string {
+	var ws []string
+	for _, r := range rep.Runs {
+		if !slices.Contains(ws, r.Worker) {
+			ws = append(ws, r.Worker)
+		}
+	}
+	return ws
+}
+
+// values returns row's value for each run of worker that has one.
+func (rep *Report) values(worker string, get func(*WorkerRun) (float64, bool)) []float64 {
+	var vs []float64
+	for i := range rep.Runs {
+		if rep.Runs[i].Worker != worker {
+			continue
+		}
+		if v, ok := get(&rep.Runs[i]); ok {
+			vs = append(vs, v)
+		}
+	}
+	return vs
+}
+
+// ratios returns go/python for each round in which both have a value:
+// only numbers measured in the same round are compared.
+func (rep *Report) ratios(get func(*WorkerRun) (float64, bool)) []float64 {
+	var out []float64
+	for i := range rep.Runs {
+		g := &rep.Runs[i]
+		if g.Worker != "go" {
+			continue
+		}
+		for k := range rep.Runs {
+			p := &rep.Runs[k]
+			if p.Worker != "python" || p.Round != g.Round {
+				continue
+			}
+			gv, ok1 := get(g)
+			pv, ok2 := get(p)
+			if ok1 && ok2 && pv != 0 {
+				out = append(out, gv/pv)
+			}
+		}
+	}
+	return out
+}
+
+// median of vs (sorted copy); vs must not be empty.
+func median(vs []float64) float64 {
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// WriteTable prints the side-by-side table: one column per worker (the
+// median over rounds when there are several), then go/python (the median
+// of the ratios measured in the same round) with the target.
 func (rep *Report) WriteTable(w io.Writer) {
 	if len(rep.Runs) == 0 {
 		return
@@ -122,9 +197,15 @@ func (rep *Report) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "broker %s, results %s, %d tasks.add, producer %s; %d CPUs, %s\n",
 		redactURL(r0.Broker), redactURL(backend), r0.N, r0.Producer, rep.Machine.CPUs, rep.Machine.CPUModel)
 	g, p := rep.run("go"), rep.run("python")
+	workers := rep.workers()
+	rounds := 0
+	for _, r := range rep.Runs {
+		rounds = max(rounds, r.Round)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	header := "metric\t"
-	for _, r := range rep.Runs {
+	for _, wk := range workers {
+		r := rep.run(wk)
 		name := r.Worker
 		if r.Worker == "python" {
 			name = fmt.Sprintf("python prefork -c %d", r.Concurrency)
@@ -134,6 +215,9 @@ func (rep *Report) WriteTable(w io.Writer) {
 		if len(r.ExtraArgs) > 0 {
 			name += " " + strings.Join(r.ExtraArgs, " ")
 		}
+		if rounds > 1 {
+			name += fmt.Sprintf(" (median of %d)", rounds)
+		}
 		header += name + "\t"
 	}
 	if g != nil && p != nil {
@@ -142,18 +226,16 @@ func (rep *Report) WriteTable(w io.Writer) {
 	fmt.Fprintln(tw, header)
 	for _, row := range rep.rows() {
 		line := row.name + "\t"
-		for i := range rep.Runs {
-			if v, ok := row.get(&rep.Runs[i]); ok {
-				line += fmt.Sprintf(row.format, v) + "\t"
+		for _, wk := range workers {
+			if vs := rep.values(wk, row.get); len(vs) > 0 {
+				line += fmt.Sprintf(row.format, median(vs)) + "\t"
 			} else {
 				line += "-\t"
 			}
 		}
 		if g != nil && p != nil {
-			gv, ok1 := row.get(g)
-			pv, ok2 := row.get(p)
-			if ok1 && ok2 && pv != 0 {
-				ratio := gv / pv
+			if rs := rep.ratios(row.get); len(rs) > 0 {
+				ratio := median(rs)
 				line += fmt.Sprintf("%.2f×\t", ratio)
 				switch {
 				case row.target == 0:
@@ -170,21 +252,30 @@ func (rep *Report) WriteTable(w io.Writer) {
 		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
+	if rounds > 1 && g != nil && p != nil {
+		var parts []string
+		for _, r := range rep.ratios(tasksPerSec) {
+			parts = append(parts, fmt.Sprintf("%.2f×", r))
+		}
+		fmt.Fprintf(w, "tasks/s go/python per round: %s\n", strings.Join(parts, ", "))
+	}
 	if c := rep.Ceiling; c != nil && c.Latency != nil {
 		l := c.Latency
 		fmt.Fprintf(w, "latency floor: against a bare responder (BRPOP, decode, SETEX+PUBLISH the result, nothing else) the Python client's round trip is p50 %.2f ms, p99 %.2f ms", l.P50Ms, l.P99Ms)
-		if p != nil && p.Latency != nil && p.Latency.P50Ms > 0 {
-			fmt.Fprintf(w, " = %.2f / %.2f of the Python worker's", l.P50Ms/p.Latency.P50Ms, l.P99Ms/p.Latency.P99Ms)
+		p50 := rep.values("python", func(r *WorkerRun) (float64, bool) { return latency(r, 50) })
+		p99 := rep.values("python", func(r *WorkerRun) (float64, bool) { return latency(r, 99) })
+		if len(p50) > 0 && len(p99) > 0 {
+			fmt.Fprintf(w, " = %.2f / %.2f of the Python worker's", l.P50Ms/median(p50), l.P99Ms/median(p99))
 		}
 		fmt.Fprintln(w)
 	}
 	if c := rep.Ceiling; c != nil && c.MsgsPerSec > 0 {
 		fmt.Fprintf(w, "broker ceiling: a bare consumer (prefetch %d, global QoS, one ack per message, no work, no results) drains %.0f msgs/s", c.Prefetch, c.MsgsPerSec)
-		if p != nil && p.TasksPerSec > 0 {
-			fmt.Fprintf(w, " = %.2f× the Python worker", c.MsgsPerSec/p.TasksPerSec)
+		if vs := rep.values("python", tasksPerSec); len(vs) > 0 {
+			fmt.Fprintf(w, " = %.2f× the Python worker", c.MsgsPerSec/median(vs))
 		}
-		if g != nil && g.TasksPerSec > 0 {
-			fmt.Fprintf(w, "; the Go worker reaches %.0f%% of it", 100*g.TasksPerSec/c.MsgsPerSec)
+		if vs := rep.values("go", tasksPerSec); len(vs) > 0 {
+			fmt.Fprintf(w, "; the Go worker reaches %.0f%% of it", 100*median(vs)/c.MsgsPerSec)
 		}
 		fmt.Fprintln(w)
 	}
