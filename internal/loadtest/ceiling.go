@@ -131,7 +131,7 @@ func redisLatencyFloor(ctx context.Context, cfg Config, pydir string) (*Latency,
 	go func() {
 		errc <- func() error {
 			for rctx.Err() == nil {
-				kv, err := broker.BRPop(rctx, 100*time.Millisecond, queue).Result()
+				kv, err := broker.BRPop(rctx, time.Second, queue).Result()
 				if errors.Is(err, redis.Nil) || rctx.Err() != nil {
 					continue
 				}
