@@ -21,25 +21,7 @@ func (t *Transport) DriverType() string { return "amqp" }
 // event exchanges. Declaring an existing exchange with other flags is a
 // channel error (PRECONDITION_FAILED), returned as is.
 func (t *Transport) DeclareExchange(ctx context.Context, ex transports.Exchange) error {
-	for {
-		conn, err := t.connection(ctx)
-		if err != nil {
-			return err
-		}
-		ch, err := conn.Channel()
-		if err != nil {
-			if conn.IsClosed() {
-				continue
-			}
-			return err
-		}
-		err = declareExchangeOn(ch, ex)
-		ch.Close()
-		if err != nil && conn.IsClosed() && ctx.Err() == nil && isConnLoss(err) {
-			continue
-		}
-		return err
-	}
+	return t.withFreshChannel(ctx, func(ch *amqp.Channel) error { return declareExchangeOn(ch, ex) })
 }
 
 func declareExchangeOn(ch *amqp.Channel, ex transports.Exchange) error {

@@ -388,6 +388,21 @@ func isReservedExchange(name string) bool {
 // reconnect. Note that transports.Queue has no way to express an exchange
 // durability other than kombu's default (durable).
 func (t *Transport) Declare(ctx context.Context, qs ...transports.Queue) error {
+	return t.withFreshChannel(ctx, func(ch *amqp.Channel) error {
+		for _, q := range qs {
+			if err := declareOn(ch, q); err != nil {
+				return err
+			}
+			t.remember(q)
+		}
+		return nil
+	})
+}
+
+// withFreshChannel runs declarations on a channel of their own (a channel
+// error such as PRECONDITION_FAILED closes only that channel), starting
+// again on a new connection when the connection was lost meanwhile.
+func (t *Transport) withFreshChannel(ctx context.Context, declare func(*amqp.Channel) error) error {
 	for {
 		conn, err := t.connection(ctx)
 		if err != nil {
@@ -400,12 +415,7 @@ func (t *Transport) Declare(ctx context.Context, qs ...transports.Queue) error {
 			}
 			return err
 		}
-		for _, q := range qs {
-			if err = declareOn(ch, q); err != nil {
-				break
-			}
-			t.remember(q)
-		}
+		err = declare(ch)
 		ch.Close()
 		if err != nil && conn.IsClosed() && ctx.Err() == nil && isConnLoss(err) {
 			continue
