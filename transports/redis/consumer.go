@@ -85,8 +85,9 @@ type popped struct {
 // the task one Redis round trip sooner. The window in which only this
 // process holds the message is the same as before (BRPOP reply to record
 // reply, as in kombu); what must not run before the record lands is a
-// settlement, so Ack, Reject, Restore, Touch and give-back wait for it,
-// and AckAsync leaves its ack to the recorder.
+// settlement, so Ack, Reject, Restore and give-back wait for it, and
+// AckAsync leaves its ack to the recorder. (Touch need not wait: its
+// ZADD XX skips a missing entry, and the record writes a fresh score.)
 type recordState struct {
 	done     chan struct{} // closed when the record attempt is over
 	mu       sync.Mutex
