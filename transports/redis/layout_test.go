@@ -3,6 +3,7 @@ package redistransport
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"regexp"
 	"strings"
@@ -120,8 +121,9 @@ func TestUnackedLayoutMatchesKombu(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if score < before-0.001 || score > after+0.001 {
-				t.Errorf("unacked_index score %f not within [%f, %f]", score, before, after)
+			// A whole second, rounded up (see nowArg).
+			if score != math.Trunc(score) || score < math.Ceil(before) || score > math.Ceil(after) {
+				t.Errorf("unacked_index score %f: want the whole second after the fetch, within [%f, %f]", score, math.Ceil(before), math.Ceil(after))
 			}
 
 			// Simulated crash: a sweep with a tiny visibility timeout.
@@ -411,8 +413,19 @@ func TestSweepRespectsMutexAndTimeout(t *testing.T) {
 		t.Fatalf("foreign mutex was released: %q", v)
 	}
 	tr.client.Del(ctx, p+"unacked_mutex")
-	if n, err := sweeper.RestoreVisible(ctx); err != nil || n != 1 {
-		t.Fatalf("RestoreVisible = %d, %v", n, err)
+	// The entry's score is the whole second after the fetch (nowArg), so
+	// even a 1 ns timeout restores it only once that second has passed.
+	restored := 0
+	waitFor(t, func() bool {
+		n, err := sweeper.RestoreVisible(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		restored += n
+		return restored > 0
+	})
+	if restored != 1 {
+		t.Fatalf("RestoreVisible restored %d", restored)
 	}
 	if n, _ := tr.client.LLen(ctx, p+"sw_q").Result(); n != 1 {
 		t.Fatalf("restored list length %d", n)
