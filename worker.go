@@ -335,8 +335,62 @@ func (p *pipeline) fetchLoop() {
 	// After a failed fetch no new fetch starts before pause (unix ns).
 	var backoff, pause atomic.Int64
 	backoff.Store(int64(100 * time.Millisecond))
+	// one fetch of n tokens: it hands its batch on once the fetch before
+	// it (prev) has, then closes done.
+	one := func(n int, prev, done chan struct{}) {
+		var once sync.Once
+		release := func() {
+			once.Do(func() {
+				close(done)
+				if track && p.popping.Add(-1) == 0 {
+					p.results.signal()
+				}
+				p.tokens.poke()
+			})
+		}
+		ds, err := fetch(n, release)
+		if len(ds) > 0 {
+			p.lastBatch.Store(int32(len(ds)))
+		}
+		p.tokens.release(n - len(ds))
+		<-prev
+		for _, d := range ds {
+			p.work <- &job{d: d}
+		}
+		release()
+		if err == nil {
+			backoff.Store(int64(100 * time.Millisecond))
+			return
+		}
+		if p.fetchCtx.Err() != nil {
+			return
+		}
+		wait := time.Duration(backoff.Load())
+		backoff.Store(int64(min(wait*2, 10*time.Second)))
+		pause.Store(time.Now().Add(wait).UnixNano())
+		p.w.log.Error("consumer: cannot fetch, retrying", "error", err, "retry_in", wait)
+	}
+	// The fetches run in long-lived goroutines, one per slot: a fresh
+	// goroutine per fetch grew its stack through the Redis client's call
+	// path every time (about a tenth of the fetch path's CPU).
+	type fetchReq struct {
+		n          int
+		prev, done chan struct{}
+	}
+	reqs := make(chan fetchReq, slots)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	defer close(reqs)
+	for range slots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range reqs {
+				one(r.n, r.prev, r.done)
+				<-free
+			}
+		}()
+	}
 	prev := make(chan struct{})
 	close(prev)
 	for p.fetchCtx.Err() == nil {
@@ -360,42 +414,7 @@ func (p *pipeline) fetchLoop() {
 		if track {
 			p.popping.Add(1)
 		}
-		wg.Add(1)
-		go func(n int, prev, done chan struct{}) {
-			defer wg.Done()
-			defer func() { <-free }()
-			var once sync.Once
-			release := func() {
-				once.Do(func() {
-					close(done)
-					if track && p.popping.Add(-1) == 0 {
-						p.results.signal()
-					}
-					p.tokens.poke()
-				})
-			}
-			ds, err := fetch(n, release)
-			if len(ds) > 0 {
-				p.lastBatch.Store(int32(len(ds)))
-			}
-			p.tokens.release(n - len(ds))
-			<-prev
-			for _, d := range ds {
-				p.work <- &job{d: d}
-			}
-			release()
-			if err == nil {
-				backoff.Store(int64(100 * time.Millisecond))
-				return
-			}
-			if p.fetchCtx.Err() != nil {
-				return
-			}
-			wait := time.Duration(backoff.Load())
-			backoff.Store(int64(min(wait*2, 10*time.Second)))
-			pause.Store(time.Now().Add(wait).UnixNano())
-			p.w.log.Error("consumer: cannot fetch, retrying", "error", err, "retry_in", wait)
-		}(n, prev, done)
+		reqs <- fetchReq{n: n, prev: prev, done: done}
 		prev = done
 	}
 }
