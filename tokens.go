@@ -13,7 +13,11 @@ import (
 type tokenPool struct {
 	mu    sync.Mutex
 	avail int
-	wake  chan struct{} // signalled when tokens come back
+	// want is what the waiting acquireAtLeast needs (0: no one waits);
+	// release wakes it only once that many are free, so returning tokens
+	// one by one does not wake the fetcher for each.
+	want int
+	wake chan struct{} // signalled when the waiter may proceed
 }
 
 func newTokenPool(n int) *tokenPool {
@@ -28,19 +32,28 @@ func (tp *tokenPool) acquire(ctx context.Context) int {
 
 // acquireAtLeast waits until at least need() tokens (and at least one)
 // are free and takes all that are. need is evaluated again whenever the
-// pool is poked (release or poke). It returns 0 when ctx is done.
+// pool is poked (or enough tokens are released). Only one goroutine may
+// wait at a time. It returns 0 when ctx is done.
 func (tp *tokenPool) acquireAtLeast(ctx context.Context, need func() int) int {
 	for {
+		w := 1
+		if need != nil {
+			w = max(1, need())
+		}
 		tp.mu.Lock()
-		if n := tp.avail; n > 0 && (need == nil || n >= need()) {
-			tp.avail = 0
+		if n := tp.avail; n >= w {
+			tp.avail, tp.want = 0, 0
 			tp.mu.Unlock()
 			return n
 		}
+		tp.want = w
 		tp.mu.Unlock()
 		select {
 		case <-tp.wake:
 		case <-ctx.Done():
+			tp.mu.Lock()
+			tp.want = 0
+			tp.mu.Unlock()
 			return 0
 		}
 	}
@@ -58,12 +71,7 @@ func (tp *tokenPool) debit() {
 }
 
 // poke wakes a waiting acquireAtLeast so that it evaluates need again.
-func (tp *tokenPool) poke() {
-	select {
-	case tp.wake <- struct{}{}:
-	default:
-	}
-}
+func (tp *tokenPool) poke() { tp.signal() }
 
 func (tp *tokenPool) release(n int) {
 	if n <= 0 {
@@ -71,7 +79,14 @@ func (tp *tokenPool) release(n int) {
 	}
 	tp.mu.Lock()
 	tp.avail += n
+	wake := tp.want > 0 && tp.avail >= tp.want
 	tp.mu.Unlock()
+	if wake {
+		tp.signal()
+	}
+}
+
+func (tp *tokenPool) signal() {
 	select {
 	case tp.wake <- struct{}{}:
 	default:

@@ -50,6 +50,35 @@ func TestTokenPoolAcquireAtLeast(t *testing.T) {
 	}
 }
 
+// TestTokenPoolReleaseWakesOnlyWhenEnough: tokens returned below what the
+// waiter needs do not wake it (one wake per batch, not per task).
+func TestTokenPoolReleaseWakesOnlyWhenEnough(t *testing.T) {
+	tp := newTokenPool(0)
+	tp.release(2)
+	if len(tp.wake) != 0 {
+		t.Fatal("release with no waiter signalled")
+	}
+	tp.mu.Lock()
+	tp.want = 4 // a waiter needing 4, as acquireAtLeast leaves it
+	tp.mu.Unlock()
+	tp.release(1)
+	if len(tp.wake) != 0 {
+		t.Fatal("release to 3 of 4 needed woke the waiter")
+	}
+	tp.release(1)
+	if len(tp.wake) != 1 {
+		t.Fatal("release to the 4 needed did not wake the waiter")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if n := tp.acquireAtLeast(ctx, func() int { return 4 }); n != 4 {
+		t.Fatalf("took %d, want 4", n)
+	}
+	if tp.want != 0 {
+		t.Fatalf("want = %d after a successful acquire", tp.want)
+	}
+}
+
 // TestResultQueue: the writer is signalled for the first result, a full
 // batch and an urgent result, but not for every result; put waits while
 // resultBacklog results are queued.
