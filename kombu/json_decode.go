@@ -2,6 +2,7 @@ package kombu
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -234,30 +235,110 @@ func (d *jsonDecoder) objectSized(hint int) (any, error) {
 	return m, nil
 }
 
-// internKey returns well-known keys without allocating.
+// internKey returns well-known keys without allocating. A switch on the
+// bytes compiles to length and content comparisons without hashing, which
+// is cheaper than a map lookup for these short keys.
 func internKey(b []byte) string {
-	if s, ok := knownKeys[string(b)]; ok {
-		return s
+	switch string(b) {
+	case "lang":
+		return "lang"
+	case "task":
+		return "task"
+	case "id":
+		return "id"
+	case "shadow":
+		return "shadow"
+	case "eta":
+		return "eta"
+	case "expires":
+		return "expires"
+	case "group":
+		return "group"
+	case "group_index":
+		return "group_index"
+	case "retries":
+		return "retries"
+	case "timelimit":
+		return "timelimit"
+	case "root_id":
+		return "root_id"
+	case "parent_id":
+		return "parent_id"
+	case "argsrepr":
+		return "argsrepr"
+	case "kwargsrepr":
+		return "kwargsrepr"
+	case "origin":
+		return "origin"
+	case "ignore_result":
+		return "ignore_result"
+	case "replaced_task_nesting":
+		return "replaced_task_nesting"
+	case "stamped_headers":
+		return "stamped_headers"
+	case "stamps":
+		return "stamps"
+	case "compression":
+		return "compression"
+	case "redelivered":
+		return "redelivered"
+	case "callbacks":
+		return "callbacks"
+	case "errbacks":
+		return "errbacks"
+	case "chain":
+		return "chain"
+	case "chord":
+		return "chord"
+	case "args":
+		return "args"
+	case "kwargs":
+		return "kwargs"
+	case "options":
+		return "options"
+	case "subtask_type":
+		return "subtask_type"
+	case "immutable":
+		return "immutable"
+	case "task_id":
+		return "task_id"
+	case "reply_to":
+		return "reply_to"
+	case "group_id":
+		return "group_id"
+	case "status":
+		return "status"
+	case "result":
+		return "result"
+	case "traceback":
+		return "traceback"
+	case "children":
+		return "children"
+	case "date_done":
+		return "date_done"
+	case "name":
+		return "name"
+	case "worker":
+		return "worker"
+	case "queue":
+		return "queue"
+	case "delivery_info":
+		return "delivery_info"
+	case "__type__":
+		return "__type__"
+	case "__value__":
+		return "__value__"
+	case "hex":
+		return "hex"
+	case "exc_type":
+		return "exc_type"
+	case "exc_message":
+		return "exc_message"
+	case "exc_module":
+		return "exc_module"
 	}
 	return string(b)
 }
-
-var knownKeys = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{
-		"lang", "task", "id", "shadow", "eta", "expires", "group", "group_index",
-		"retries", "timelimit", "root_id", "parent_id", "argsrepr", "kwargsrepr",
-		"origin", "ignore_result", "replaced_task_nesting", "stamped_headers",
-		"stamps", "compression", "redelivered", "callbacks", "errbacks", "chain",
-		"chord", "args", "kwargs", "options", "subtask_type", "immutable",
-		"task_id", "reply_to", "group_id", "status", "result", "traceback",
-		"children", "date_done", "name", "worker", "queue", "delivery_info",
-		"__type__", "__value__", "hex", "exc_type", "exc_message", "exc_module",
-	} {
-		m[k] = k
-	}
-	return m
-}()
 
 func (d *jsonDecoder) str() (any, error) {
 	b, err := d.rawString()
@@ -273,7 +354,16 @@ func (d *jsonDecoder) rawString() ([]byte, error) {
 	d.pos++ // opening quote
 	start := d.pos
 	nonASCII := false
-	for i := start; i < len(d.data); i++ {
+	// Skip eight plain bytes at a time: none of them a quote, a backslash,
+	// a control character or non-ASCII. Any word holding one of those is
+	// handled byte by byte below.
+	i := start
+	for ; i+8 <= len(d.data); i += 8 {
+		if !plainWord(binary.LittleEndian.Uint64(d.data[i:])) {
+			break
+		}
+	}
+	for ; i < len(d.data); i++ {
 		c := d.data[i]
 		switch {
 		case c == '"':
@@ -295,6 +385,25 @@ func (d *jsonDecoder) rawString() ([]byte, error) {
 	}
 	d.pos = len(d.data)
 	return nil, d.fail("unterminated string")
+}
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// plainWord reports whether none of w's eight bytes is '"', '\\', below
+// 0x20 or above 0x7f. Each test flags a byte by its high bit: x-ones
+// borrows into the high bit of a byte that was zero, and &^x keeps it only
+// where the byte's own high bit was clear.
+func plainWord(w uint64) bool {
+	if w&highs != 0 {
+		return false
+	}
+	quote := w ^ (ones * '"')
+	backslash := w ^ (ones * '\\')
+	control := w - ones*0x20 // borrows where a byte is below 0x20
+	return ((quote-ones)&^quote|(backslash-ones)&^backslash|control&^w)&highs == 0
 }
 
 func (d *jsonDecoder) escapedString(start int) ([]byte, error) {

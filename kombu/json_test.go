@@ -4,6 +4,8 @@ import (
 	"errors"
 	"math"
 	"math/big"
+	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 )
@@ -201,3 +203,80 @@ var (
 	posInf = math.Inf(1)
 	negInf = math.Inf(-1)
 )
+
+// TestPlainWord checks the eight-bytes-at-a-time string scan against a
+// byte-by-byte reference: every byte value in every position, and random
+// words.
+func TestPlainWord(t *testing.T) {
+	ref := func(w uint64) bool {
+		for i := 0; i < 8; i++ {
+			c := byte(w >> (8 * i))
+			if c == '"' || c == '\\' || c < 0x20 || c >= 0x80 {
+				return false
+			}
+		}
+		return true
+	}
+	const plain = 0x6161616161616161 // "aaaaaaaa"
+	for pos := 0; pos < 8; pos++ {
+		for c := 0; c < 256; c++ {
+			w := plain&^(0xff<<(8*pos)) | uint64(c)<<(8*pos)
+			if got, want := plainWord(w), ref(w); got != want {
+				t.Fatalf("plainWord(%#x) = %v, want %v", w, got, want)
+			}
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 1_000_000 {
+		// Mostly printable ASCII, like real payloads, with a one in 40
+		// chance per byte of any value at all.
+		var w uint64
+		for i := 0; i < 8; i++ {
+			c := uint64(0x20 + r.IntN(0x5f))
+			if r.IntN(40) == 0 {
+				c = uint64(r.IntN(256))
+			}
+			w |= c << (8 * i)
+		}
+		if got, want := plainWord(w), ref(w); got != want {
+			t.Fatalf("plainWord(%#x) = %v, want %v", w, got, want)
+		}
+	}
+}
+
+// TestJSONStringScanPositions puts each kind of special byte at every
+// position of strings of every length around the eight-byte scan's word
+// size, and checks the decoded value or error.
+func TestJSONStringScanPositions(t *testing.T) {
+	for n := 0; n <= 26; n++ {
+		for pos := 0; pos < n; pos++ {
+			for _, tc := range []struct {
+				name    string
+				ins     string // replaces the byte at pos
+				want    string // replaces it in the decoded value
+				wantErr bool
+			}{
+				{"plain", "b", "b", false},
+				{"escape", `\n`, "\n", false},
+				{"escaped quote", `\"`, `"`, false},
+				{"unicode escape", `\u00e9`, "é", false},
+				{"utf-8", "é", "é", false},
+				{"control", "\x01", "", true},
+				{"bad utf-8", "\xff", "", true},
+			} {
+				body := strings.Repeat("a", pos) + tc.ins + strings.Repeat("a", n-pos-1)
+				v, err := UnmarshalJSON([]byte(`"` + body + `"`))
+				if tc.wantErr {
+					if err == nil {
+						t.Fatalf("%s at %d of %d: decoded %q, want an error", tc.name, pos, n, v)
+					}
+					continue
+				}
+				want := strings.Repeat("a", pos) + tc.want + strings.Repeat("a", n-pos-1)
+				if err != nil || v != want {
+					t.Fatalf("%s at %d of %d: got %q, %v; want %q", tc.name, pos, n, v, err, want)
+				}
+			}
+		}
+	}
+}
