@@ -485,7 +485,7 @@ func (c *Consumer) recordFromGo(ctx context.Context, p *popped, m *kombu.Message
 	t := c.t
 	val := unackedValue(nil, p.raw, m.Properties.DeliveryInfo.Exchange, orDefault(m.Properties.DeliveryInfo.RoutingKey, p.queue))
 	pipe := t.client.TxPipeline()
-	pipe.ZAdd(ctx, t.ks.key(t.opts.UnackedIndexKey), redis.Z{Score: float64(time.Now().UnixNano()) / 1e9, Member: m.Properties.DeliveryTag})
+	pipe.ZAdd(ctx, t.ks.key(t.opts.UnackedIndexKey), redis.Z{Score: float64(ceilSeconds(time.Now())), Member: m.Properties.DeliveryTag})
 	pipe.HSet(ctx, t.ks.key(t.opts.UnackedKey), m.Properties.DeliveryTag, val)
 	_, err := pipe.Exec(ctx)
 	if err != nil {

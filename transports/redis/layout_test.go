@@ -110,6 +110,14 @@ func TestUnackedLayoutMatchesKombu(t *testing.T) {
 			if d.Message.Properties.Priority != 4 || string(d.Message.Body) != `{"hello": "world"}` {
 				t.Errorf("message = %+v body %q", d.Message.Properties, d.Message.Body)
 			}
+			if blocking {
+				// A message BRPOP popped is handed out while its record
+				// is on the way (recordBRPOPed).
+				waitFor(t, func() bool {
+					n, err := tr.client.Exists(ctx, p+"unacked").Result()
+					return err == nil && n == 1
+				})
+			}
 			got, err := tr.client.HGet(ctx, p+"unacked", tag).Result()
 			if err != nil {
 				t.Fatal(err)
@@ -128,16 +136,7 @@ func TestUnackedLayoutMatchesKombu(t *testing.T) {
 
 			// Simulated crash: a sweep with a tiny visibility timeout.
 			sweeper := newTestTransport(t, Options{VisibilityTimeout: time.Nanosecond})
-			var n int
-			waitFor(t, func() bool {
-				k, err := sweeper.RestoreVisible(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				n += k
-				return n > 0
-			})
-			if n != 1 {
+			if n := sweepUntilRestored(t, sweeper); n != 1 {
 				t.Fatalf("restored %d", n)
 			}
 			restored := readCapture(t, "redis-5.2-restored-after-visibility-timeout.txt")[1]
@@ -167,6 +166,24 @@ func TestUnackedLayoutMatchesKombu(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sweepUntilRestored runs sweeper's visibility sweep until it restores
+// something (an entry's score is the whole second after its fetch, so even
+// a 1 ns timeout may need a second) and returns how many it restored.
+func sweepUntilRestored(t *testing.T, sweeper *Transport) int {
+	t.Helper()
+	ctx := ctxT(t)
+	n := 0
+	waitFor(t, func() bool {
+		k, err := sweeper.RestoreVisible(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += k
+		return n > 0
+	})
+	return n
 }
 
 func waitFor(t *testing.T, cond func() bool) {
@@ -415,16 +432,7 @@ func TestSweepRespectsMutexAndTimeout(t *testing.T) {
 	tr.client.Del(ctx, p+"unacked_mutex")
 	// The entry's score is the whole second after the fetch (nowArg), so
 	// even a 1 ns timeout restores it only once that second has passed.
-	restored := 0
-	waitFor(t, func() bool {
-		n, err := sweeper.RestoreVisible(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		restored += n
-		return restored > 0
-	})
-	if restored != 1 {
+	if restored := sweepUntilRestored(t, sweeper); restored != 1 {
 		t.Fatalf("RestoreVisible restored %d", restored)
 	}
 	if n, _ := tr.client.LLen(ctx, p+"sw_q").Result(); n != 1 {
