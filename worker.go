@@ -372,7 +372,7 @@ func (p *pipeline) fetchLoop() {
 	}
 	// The fetches run in long-lived goroutines, one per slot: a fresh
 	// goroutine per fetch grew its stack through the Redis client's call
-	// path every time (about a tenth of the fetch path's CPU).
+	// path every time (about a sixth of the fetch path's CPU).
 	type fetchReq struct {
 		n          int
 		prev, done chan struct{}
