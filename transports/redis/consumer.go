@@ -831,10 +831,7 @@ func (c *Consumer) Touch(ctx context.Context, ds ...*Delivery) error {
 		return nil
 	}
 	t := c.t
-	now, err := strconv.ParseFloat(nowArg(), 64)
-	if err != nil {
-		return err
-	}
+	now := float64(ceilSeconds(time.Now()))
 	members := make([]redis.Z, 0, len(ds))
 	for _, d := range ds {
 		if d != nil && d.Tag != "" {
