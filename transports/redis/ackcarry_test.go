@@ -123,8 +123,7 @@ func TestAckFlushedWithoutPop(t *testing.T) {
 	ctx := ctxT(t)
 	c := consumeT(t, tr, q)
 	ds := fetchN(t, c, 2)
-	p := tr.ks.prefix
-	if n, _ := tr.client.HLen(ctx, p+"unacked").Result(); n != 2 {
+	if n, _ := unackedCounts(t, tr); n != 2 {
 		t.Fatalf("unacked holds %d entries before the ack, want 2", n)
 	}
 	if err := c.Ack(ctx, ds...); err != nil {
@@ -133,11 +132,8 @@ func TestAckFlushedWithoutPop(t *testing.T) {
 	if got := c.carried.Load(); got != 0 {
 		t.Errorf("%d acks counted as carried with no pop after them", got)
 	}
-	if n, _ := tr.client.HLen(ctx, p+"unacked").Result(); n != 0 {
-		t.Errorf("unacked holds %d entries after Ack returned", n)
-	}
-	if n, _ := tr.client.ZCard(ctx, p+"unacked_index").Result(); n != 0 {
-		t.Errorf("unacked_index holds %d entries after Ack returned", n)
+	if n, m := unackedCounts(t, tr); n != 0 || m != 0 {
+		t.Errorf("unacked / unacked_index hold %d / %d entries after Ack returned", n, m)
 	}
 }
 
@@ -155,8 +151,8 @@ func TestAckAfterClose(t *testing.T) {
 	if err := c.Ack(ctx, ds...); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := tr.client.HLen(ctx, tr.ks.prefix+"unacked").Result(); n != 0 {
-		t.Errorf("unacked holds %d entries after Ack on a closed consumer", n)
+	if n, m := unackedCounts(t, tr); n != 0 || m != 0 {
+		t.Errorf("unacked / unacked_index hold %d / %d entries after Ack on a closed consumer", n, m)
 	}
 }
 
