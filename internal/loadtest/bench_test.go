@@ -1,11 +1,13 @@
 package loadtest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"testing"
 	"time"
@@ -22,7 +24,10 @@ import (
 	redistransport "github.com/celerity-go/celerity/transports/redis"
 )
 
-const benchRedisURL = "redis://127.0.0.1:6379/0"
+// benchRedisURL is the Redis the benchmarks use: BENCH_REDIS_URL, by
+// default the local one (another instance, e.g. one under callgrind, lets
+// Redis's own cost per task be counted).
+var benchRedisURL = cmp.Or(os.Getenv("BENCH_REDIS_URL"), "redis://127.0.0.1:6379/0")
 
 // redisOrSkip connects to the test Redis; skips (fails under CI=true)
 // when it is not there.
@@ -48,7 +53,8 @@ func redisOrSkip(tb testing.TB) *redis.Client {
 // messages, as the celerity binary would (WARNING log level), and reports
 // tasks/s from the worker's start to the last stored result. Use
 // -benchtime=20000x for a steady-state number and -cpuprofile to profile
-// the worker. BENCH_CONCURRENCY and BENCH_PREFETCH_MULTIPLIER override
+// the worker with the preload included, or BENCH_CPUPROFILE=file to
+// profile the drain alone. BENCH_CONCURRENCY and BENCH_PREFETCH_MULTIPLIER override
 // the worker's defaults.
 func BenchmarkRedisWorkerThroughput(b *testing.B) { benchWorker(b, true) }
 
@@ -60,6 +66,10 @@ func BenchmarkRedisWorkerThroughputNoResults(b *testing.B) { benchWorker(b, fals
 // RabbitMQ (AMQP_URL, default the local guest account) as the broker and
 // Redis for results.
 func BenchmarkAMQPWorkerThroughput(b *testing.B) { benchWorkerOn(b, "amqp", true) }
+
+// BenchmarkAMQPWorkerThroughputNoResults is BenchmarkAMQPWorkerThroughput
+// with results off: until every message is acknowledged.
+func BenchmarkAMQPWorkerThroughputNoResults(b *testing.B) { benchWorkerOn(b, "amqp", false) }
 
 func benchWorker(b *testing.B, results bool) { benchWorkerOn(b, "redis", results) }
 
@@ -144,6 +154,17 @@ func benchWorkerOn(b *testing.B, kind string, results bool) {
 	defer stopWork()
 	runErr := make(chan error, 1)
 
+	if path := os.Getenv("BENCH_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
