@@ -27,7 +27,8 @@ type Delivery struct {
 	// Message is the decoded envelope. Its body is still serialized.
 	Message *kombu.Message
 	// Raw is the envelope exactly as read from the broker (the Redis JSON
-	// document); nil on AMQP.
+	// document); nil on AMQP. It is read-only: it may share memory with
+	// the transport's own copy.
 	Raw []byte
 	// Queue is the queue the message was taken from.
 	Queue string

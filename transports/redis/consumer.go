@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 
@@ -414,7 +415,7 @@ func (c *Consumer) popBatch(ctx context.Context, queues []string, max int) ([]*D
 		q := queues[qi-1]
 		served = append(served, q)
 		// Work out which key it came from only when needed (give-back).
-		p := &popped{queue: q, raw: []byte(raw), recorded: rec == 1}
+		p := &popped{queue: q, raw: replyBytes(raw), recorded: rec == 1}
 		if d := c.delivery(ctx, p); d != nil {
 			ds = append(ds, d)
 		}
@@ -452,7 +453,7 @@ func (c *Consumer) startBRPOP() {
 				break
 			}
 		}
-		p := &popped{queue: queue, key: key, raw: []byte(kv[1]), rec: &recordState{done: make(chan struct{})}}
+		p := &popped{queue: queue, key: key, raw: replyBytes(kv[1]), rec: &recordState{done: make(chan struct{})}}
 		call.res = brpopResult{p: p}
 		close(call.done) // hand it out now; the record follows
 		c.recordBRPOPed(p)
@@ -537,6 +538,15 @@ func (c *Consumer) recordPopped(p *popped) bool {
 // delivery decodes a popped message. An envelope that cannot be decoded
 // (or carries no delivery tag) is removed and logged: no kombu consumer
 // can process it either.
+// replyBytes views a payload the Redis client read for us as bytes
+// without copying it (a kilobyte per task). The client allocated the
+// string for this reply alone and nothing else holds it, and no one
+// writes to a delivery's raw bytes: the decoder and the scripts only read
+// them, and the decoded body is a copy.
+func replyBytes(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
+
 func (c *Consumer) delivery(ctx context.Context, p *popped) *Delivery {
 	m, err := kombu.DecodeEnvelope(p.raw)
 	if err == nil && m.Properties.DeliveryTag == "" {
