@@ -28,6 +28,12 @@ type Consumer struct {
 	fetchMu  sync.Mutex
 	buffered []*Delivery // popped and recorded, not yet handed out
 	inflight *brpopCall  // the outstanding BRPOP, if any
+	// quiet: the last message came from a BRPOP that waited for it, so
+	// the next fetch goes straight to BRPOP instead of first running a
+	// pop script that would most likely find the queues empty again.
+	quiet bool
+	// waitedAfter is brpopWaited (tests lengthen it).
+	waitedAfter time.Duration
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -135,7 +141,15 @@ func waitRecorded(ctx context.Context, ds ...*Delivery) error {
 type brpopResult struct {
 	p   *popped
 	err error
+	// waited: the BRPOP blocked for a while before a message came, so the
+	// queues were empty and the producers are slower than this worker.
+	waited bool
 }
+
+// brpopWaited is how long a BRPOP must take before its message counts as
+// one it waited for (a round trip to a queue with a backlog is far
+// shorter).
+const brpopWaited = time.Millisecond
 
 // brpopCall is a BRPOP running in the background: res is set before done
 // is closed; whoever next holds fetchMu takes it.
@@ -168,7 +182,8 @@ func (t *Transport) consume(queues []string) (*Consumer, error) {
 		}
 	}
 	c := &Consumer{t: t, queues: qs, closing: make(chan struct{}), done: make(chan struct{}),
-		ackKick: make(chan struct{}, 1), ackDone: make(chan struct{}), linger: ackLinger}
+		ackKick: make(chan struct{}, 1), ackDone: make(chan struct{}), linger: ackLinger,
+		waitedAfter: brpopWaited}
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -313,11 +328,13 @@ func (c *Consumer) FetchNotify(ctx context.Context, max int, idle func()) ([]*De
 				c.inflight = nil
 				r := call.res
 				if r.err != nil {
+					c.quiet = false
 					return nil, r.err
 				}
 				if r.p == nil {
 					continue // BRPOP timed out; go round again
 				}
+				c.quiet = r.waited
 				c.rotate(r.p.queue)
 				// Hand it out at once: the next Fetch pops the rest of a
 				// burst, and an idle queue's single message is not
@@ -347,6 +364,13 @@ func (c *Consumer) FetchNotify(ctx context.Context, max int, idle func()) ([]*De
 			if err != nil {
 				return nil, err
 			}
+			continue
+		}
+		if c.quiet {
+			// One message at a time: wait for the next one right away.
+			// The pop script resumes once a BRPOP finds a message
+			// without waiting (a backlog is building).
+			c.startBRPOP()
 			continue
 		}
 		queues := append([]string(nil), c.queues...)
@@ -435,7 +459,9 @@ func (c *Consumer) startBRPOP() {
 	go func() {
 		defer c.records.Done()
 		ctx := context.Background()
+		start := time.Now()
 		kv, err := t.client.BRPop(ctx, t.opts.PollTimeout, keys...).Result()
+		waited := time.Since(start) >= c.waitedAfter
 		if errors.Is(err, redis.Nil) {
 			close(call.done)
 			return
@@ -454,7 +480,7 @@ func (c *Consumer) startBRPOP() {
 			}
 		}
 		p := &popped{queue: queue, key: key, raw: replyBytes(kv[1]), rec: &recordState{done: make(chan struct{})}}
-		call.res = brpopResult{p: p}
+		call.res = brpopResult{p: p, waited: waited}
 		close(call.done) // hand it out now; the record follows
 		c.recordBRPOPed(p)
 	}()
