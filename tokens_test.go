@@ -173,3 +173,43 @@ func TestBlockingFetchIsNotPopping(t *testing.T) {
 		}
 	}
 }
+
+// TestBusy: the result writer waits for more results only while more are
+// on their way. On a consumer that reports empty pops (Redis) a backlog
+// counts while a fetch is out; on one whose fetch always blocks (AMQP) the
+// last batch's size alone tells a backlog.
+func TestBusy(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		tracked   bool
+		running   int32
+		queued    int
+		popping   int32
+		lastBatch int32
+		want      bool
+	}{
+		{name: "idle", want: false},
+		{name: "one task running", running: 1, want: false},
+		{name: "two tasks running", running: 2, want: true},
+		{name: "a task waiting for an executor", running: 1, queued: 1, want: true},
+		{name: "redis backlog, fetch out", tracked: true, popping: 1, lastBatch: 4, want: true},
+		{name: "redis backlog, no fetch out", tracked: true, lastBatch: 4, want: false},
+		{name: "redis one at a time, fetch out", tracked: true, popping: 1, lastBatch: 1, want: false},
+		{name: "amqp backlog", lastBatch: 3, want: true},
+		{name: "amqp one at a time", lastBatch: 1, want: false},
+		{name: "amqp nothing fetched yet", want: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &pipeline{work: make(chan *job, 4), popTracked: tc.tracked}
+			p.running.Store(tc.running)
+			p.popping.Store(tc.popping)
+			p.lastBatch.Store(tc.lastBatch)
+			for range tc.queued {
+				p.work <- &job{}
+			}
+			if got := p.busy(); got != tc.want {
+				t.Fatalf("busy() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -194,6 +194,10 @@ type pipeline struct {
 	lastBatch    atomic.Int32 // messages the last non-empty fetch brought
 	heldStop     chan struct{}
 	prefetchBase int
+	// popTracked: the consumer reports when a fetch finds the broker empty
+	// (see concurrentFetcher), so popping counts the fetches bringing
+	// messages.
+	popTracked bool
 }
 
 // job is one task between fetch and completion.
@@ -222,8 +226,10 @@ type ackJob struct {
 
 func newPipeline(w *Worker, cons transports.Consumer, fetchCtx, workCtx context.Context) *pipeline {
 	pf := w.cfg.prefetch()
+	_, tracked := cons.(concurrentFetcher)
 	return &pipeline{
-		w: w, cons: cons, fetchCtx: fetchCtx, workCtx: workCtx,
+		popTracked: tracked,
+		w:          w, cons: cons, fetchCtx: fetchCtx, workCtx: workCtx,
 		tokens:       newTokenPool(pf),
 		work:         make(chan *job, pf),
 		results:      newResultQueue(),
@@ -311,9 +317,8 @@ func (p *pipeline) fetchLoop() {
 	// Only a consumer that reports when it finds the broker empty tells a
 	// fetch bringing messages from one waiting for them; a plain Fetch
 	// (AMQP: deliveries pushed by the broker) never counts as popping.
-	track := false
+	track := p.popTracked
 	if cf, ok := p.cons.(concurrentFetcher); ok {
-		track = true
 		slots = max(1, cf.FetchConcurrency())
 		fetch = func(n int, idle func()) ([]*transports.Delivery, error) {
 			return cf.FetchNotify(p.fetchCtx, n, idle)
@@ -420,13 +425,20 @@ func (p *pipeline) fetchLoop() {
 }
 
 // busy reports whether more results are on their way soon: another task
-// is running or waiting for an executor, or a fetch is out while the
-// broker has a backlog (the last fetch brought more than one message).
+// is running or waiting for an executor, or the broker has a backlog (the
+// last fetch brought more than one message) and, on Redis, a fetch is out.
 // A worker serving one task at a time is not busy: a fetch then usually
-// finds the queue empty, and its result must not wait for that fetch.
+// finds the queue empty, and its result must not wait for that fetch. On
+// AMQP a fetch is always out, blocked until the broker pushes a message,
+// so only the last batch's size tells a backlog from a quiet queue.
 func (p *pipeline) busy() bool {
-	return p.running.Load() > 1 || len(p.work) > 0 ||
-		p.popping.Load() > 0 && p.lastBatch.Load() > 1
+	if p.running.Load() > 1 || len(p.work) > 0 {
+		return true
+	}
+	if p.lastBatch.Load() <= 1 {
+		return false
+	}
+	return !p.popTracked || p.popping.Load() > 0
 }
 
 func (p *pipeline) execLoop() {
