@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/celerity-go/celerity/kombu"
 	"github.com/celerity-go/celerity/resultstore"
 )
 
@@ -61,6 +62,10 @@ type Backend struct {
 	ordered    bool
 	log        *slog.Logger
 
+	// pipelineMin is the batch size from which Store checks and writes
+	// with two pipelined round trips instead of the script (storeBatched).
+	pipelineMin int
+
 	mu        sync.Mutex
 	storeSHA  string
 	chordSHA  string
@@ -101,6 +106,8 @@ func NewWithClient(ctx context.Context, client *redis.Client, opts Options) (*Ba
 		style:      opts.Style,
 		ordered:    !opts.ChordUnordered,
 		log:        opts.Logger,
+
+		pipelineMin: pipelineStoreMin,
 	}
 	switch {
 	case opts.ResultExpires == 0:
@@ -192,6 +199,13 @@ end
 return written
 `
 
+// pipelineStoreMin is the smallest batch Store writes with storeBatched.
+// Smaller batches, a lone result above all (a worker answering one task at
+// a time, where the result's latency is what counts), take the script's
+// single round trip; batches this size come from a worker under load,
+// where Redis's time per result matters more than a round trip.
+const pipelineStoreMin = 4
+
 // storeChunk bounds the documents written by one script call, so one call
 // never blocks Redis for long.
 const storeChunk = 128
@@ -271,10 +285,12 @@ func (b *Backend) Encode(dst []byte, m *resultstore.Meta) ([]byte, error) {
 	return resultstore.AppendMeta(dst, m, b.style)
 }
 
-// Store writes every meta, in order, in one pipelined round trip. Each
-// write is one atomic script: it is skipped when the stored document is a
-// SUCCESS, otherwise the document is SETEX'd with result_expires and
-// PUBLISHed on the key channel.
+// Store writes every meta, in order: a document is skipped when the
+// stored document is a SUCCESS, otherwise it is SETEX'd with
+// result_expires and PUBLISHed on the key channel. A batch of fewer than
+// pipelineStoreMin documents goes in one round trip, each check-and-write
+// one atomic script; a larger one with one pipelined read and one
+// pipelined write (storeBatched).
 func (b *Backend) Store(ctx context.Context, metas ...*resultstore.Meta) error {
 	_, err := b.store(ctx, metas)
 	return err
@@ -310,6 +326,16 @@ func (b *Backend) store(ctx context.Context, metas []*resultstore.Meta) (int, er
 		buf.ends = append(buf.ends, len(buf.data))
 		buf.keys = append(buf.keys, b.taskPrefix+m.TaskID)
 	}
+	if len(metas) >= b.pipelineMin {
+		n, err := b.storeBatched(ctx, buf)
+		if err != nil {
+			return n, fmt.Errorf("redisstore: store: %w", err)
+		}
+		if skipped := len(metas) - n; skipped > 0 {
+			b.log.Debug("result not overwritten: SUCCESS already stored", "skipped", skipped)
+		}
+		return n, nil
+	}
 	for attempt := 0; ; attempt++ {
 		sha, _ := b.shas()
 		n, err := b.runStore(ctx, sha, buf)
@@ -328,6 +354,99 @@ func (b *Backend) store(ctx context.Context, metas []*resultstore.Meta) (int, er
 		return n, nil
 	}
 }
+
+// storeBatched writes a batch the way Celery's worker writes one result
+// (GET the current document, skip when it is a SUCCESS, else SETEX and
+// PUBLISH), with one pipelined MGET for the whole batch and one pipeline
+// for the writes. For Redis that is half the work of the script per
+// document (the script's Lua copies and hashes every key, document and
+// reply it touches), at the price of a second round trip and of the
+// check not being atomic with the write, which Celery's check is not
+// either. A document for a task that an earlier document of the same
+// batch stored as SUCCESS is skipped, as the script would.
+func (b *Backend) storeBatched(ctx context.Context, buf *batchBuf) (int, error) {
+	n := len(buf.keys)
+	pipe := b.client.Pipeline()
+	gets := make([]*redis.SliceCmd, 0, (n+storeChunk-1)/storeChunk)
+	for from := 0; from < n; from += storeChunk {
+		to := min(from+storeChunk, n)
+		gets = append(gets, pipe.MGet(ctx, buf.keys[from:to:to]...))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, err
+	}
+	var done map[string]bool // keys holding a SUCCESS, when any
+	for _, g := range gets {
+		for i, v := range g.Val() {
+			if s, ok := v.(string); ok && storedSuccess(s) {
+				if done == nil {
+					done = map[string]bool{}
+				}
+				done[g.Args()[1+i].(string)] = true
+			}
+		}
+	}
+	pipe = b.client.Pipeline()
+	written, start := 0, 0
+	for i, key := range buf.keys {
+		doc := buf.data[start:buf.ends[i]:buf.ends[i]]
+		start = buf.ends[i]
+		if done[key] {
+			continue
+		}
+		if b.expires > 0 {
+			pipe.SetEx(ctx, key, doc, time.Duration(b.expires)*time.Second)
+		} else {
+			pipe.Set(ctx, key, doc, 0)
+		}
+		pipe.Publish(ctx, key, doc)
+		written++
+		if storedSuccess(string(doc)) {
+			if done == nil {
+				done = map[string]bool{}
+			}
+			done[key] = true
+		}
+	}
+	if written == 0 {
+		return 0, nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, err
+	}
+	return written, nil
+}
+
+// storedSuccess reports whether a stored result document has state
+// SUCCESS: Celery's JSON (read from its {"status": "..." prefix when it
+// has one), JSON in another layout, or msgpack.
+func storedSuccess(doc string) bool {
+	const prefix = `{"status": "`
+	if rest, ok := strings.CutPrefix(doc, prefix); ok {
+		if st, _, ok := strings.Cut(rest, `"`); ok {
+			return st == resultstore.Success
+		}
+	}
+	v, err := kombu.UnmarshalJSON([]byte(doc))
+	if err != nil {
+		v, err = storedDocs.Decode(kombu.ContentTypeMsgpack, "binary", []byte(doc))
+		if err != nil {
+			return false
+		}
+	}
+	m, ok := v.(map[string]any)
+	return ok && m["status"] == resultstore.Success
+}
+
+// storedDocs decodes stored documents in the serializers Celery writes
+// results in that the store script's check reads too.
+var storedDocs = func() *kombu.Registry {
+	r, err := kombu.NewRegistry([]string{"json", "msgpack"})
+	if err != nil {
+		panic(err)
+	}
+	return r
+}()
 
 func (b *Backend) runStore(ctx context.Context, sha string, buf *batchBuf) (int, error) {
 	args := func(from, to int) []any {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -175,27 +176,41 @@ func TestExpiry(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			b, raw := newTestBackend(t, Options{ResultExpires: c.expires})
-			ctx := context.Background()
-			id := resultstoretest.NewTaskID()
-			if err := b.Store(ctx, &resultstore.Meta{TaskID: id, Status: resultstore.Success, DateDone: time.Now()}); err != nil {
-				t.Fatal(err)
-			}
-			ttl, err := raw.Do(ctx, "TTL", b.TaskKey(id)).Int64()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if c.wantTTL < 0 {
-				if ttl != -1 {
-					t.Errorf("TTL = %d, want -1 (no expiry)", ttl)
-				}
-				return
-			}
-			if ttl > c.wantTTL || ttl < c.wantTTL-2 {
-				t.Errorf("TTL = %d, want %d", ttl, c.wantTTL)
-			}
+			bothStorePaths(t, func(t *testing.T, pipelineMin int) {
+				testExpiry(t, c.expires, c.wantTTL, pipelineMin)
+			})
 		})
 	}
+}
+
+func testExpiry(t *testing.T, expires time.Duration, wantTTL int64, pipelineMin int) {
+	b, raw := newTestBackend(t, Options{ResultExpires: expires})
+	b.pipelineMin = pipelineMin
+	ctx := context.Background()
+	id := resultstoretest.NewTaskID()
+	if err := b.Store(ctx, &resultstore.Meta{TaskID: id, Status: resultstore.Success, DateDone: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	ttl, err := raw.Do(ctx, "TTL", b.TaskKey(id)).Int64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wantTTL < 0 {
+		if ttl != -1 {
+			t.Errorf("TTL = %d, want -1 (no expiry)", ttl)
+		}
+		return
+	}
+	if ttl > wantTTL || ttl < wantTTL-2 {
+		t.Errorf("TTL = %d, want %d", ttl, wantTTL)
+	}
+}
+
+// bothStorePaths runs test once with every batch written by the store
+// script and once with every batch written by storeBatched.
+func bothStorePaths(t *testing.T, test func(t *testing.T, pipelineMin int)) {
+	t.Run("script", func(t *testing.T) { test(t, math.MaxInt) })
+	t.Run("pipelined", func(t *testing.T) { test(t, 1) })
 }
 
 // subscribe subscribes to channel and waits for Redis to confirm.
@@ -222,8 +237,11 @@ func receive(t *testing.T, ps *redis.PubSub) *redis.Message {
 	return msg
 }
 
-func TestPublishOnKeyChannel(t *testing.T) {
+func TestPublishOnKeyChannel(t *testing.T) { bothStorePaths(t, testPublishOnKeyChannel) }
+
+func testPublishOnKeyChannel(t *testing.T, pipelineMin int) {
 	b, raw := newTestBackend(t, Options{})
+	b.pipelineMin = pipelineMin
 	ctx := context.Background()
 	ids := []string{resultstoretest.NewTaskID(), resultstoretest.NewTaskID()}
 	subs := make([]*redis.PubSub, len(ids))
@@ -267,8 +285,11 @@ func TestPublishOnKeyChannel(t *testing.T) {
 	}
 }
 
-func TestSkippedWriteIsNotPublished(t *testing.T) {
+func TestSkippedWriteIsNotPublished(t *testing.T) { bothStorePaths(t, testSkippedWriteIsNotPublished) }
+
+func testSkippedWriteIsNotPublished(t *testing.T, pipelineMin int) {
 	b, raw := newTestBackend(t, Options{})
+	b.pipelineMin = pipelineMin
 	ctx := context.Background()
 	id := resultstoretest.NewTaskID()
 	if err := b.Store(ctx, &resultstore.Meta{TaskID: id, Status: resultstore.Success, Result: "ok", DateDone: time.Now()}); err != nil {
@@ -305,7 +326,12 @@ func TestSkippedWriteIsNotPublished(t *testing.T) {
 // A SUCCESS written by Python (or stored in another serializer form) is
 // recognised too, not only documents that start with {"status": ...
 func TestSuccessDetectionForeignDocuments(t *testing.T) {
+	bothStorePaths(t, testSuccessDetectionForeignDocuments)
+}
+
+func testSuccessDetectionForeignDocuments(t *testing.T, pipelineMin int) {
 	b, raw := newTestBackend(t, Options{})
+	b.pipelineMin = pipelineMin
 	ctx := context.Background()
 	cases := []struct {
 		name, doc string
@@ -863,8 +889,11 @@ func BenchmarkStoreBatch(b *testing.B) {
 
 // A batch larger than one script call is split into pipelined calls, in
 // order, and the SUCCESS guard still holds per document.
-func TestStoreLargeBatch(t *testing.T) {
+func TestStoreLargeBatch(t *testing.T) { bothStorePaths(t, testStoreLargeBatch) }
+
+func testStoreLargeBatch(t *testing.T, pipelineMin int) {
 	b, raw := newTestBackend(t, Options{ResultExpires: time.Minute})
+	b.pipelineMin = pipelineMin
 	ctx := context.Background()
 	const n = 2*storeChunk + 17
 	metas := make([]*resultstore.Meta, n)
@@ -906,5 +935,120 @@ func TestStoreLargeBatch(t *testing.T) {
 				t.Errorf("task %d: TTL %v, %v", i, ttl, err)
 			}
 		}
+	}
+}
+
+// Within one batch a SUCCESS guards its task's later documents, as a
+// SUCCESS stored before the batch does.
+func TestSuccessGuardsLaterDocumentsOfTheBatch(t *testing.T) {
+	bothStorePaths(t, testSuccessGuardsLaterDocumentsOfTheBatch)
+}
+
+func testSuccessGuardsLaterDocumentsOfTheBatch(t *testing.T, pipelineMin int) {
+	b, _ := newTestBackend(t, Options{})
+	b.pipelineMin = pipelineMin
+	ctx := context.Background()
+	id, other := resultstoretest.NewTaskID(), resultstoretest.NewTaskID()
+	n, err := b.StoreCount(ctx,
+		&resultstore.Meta{TaskID: id, Status: resultstore.Success, Result: "first", DateDone: time.Now()},
+		&resultstore.Meta{TaskID: other, Status: resultstore.Failure, DateDone: time.Now(),
+			Result: &resultstore.ExceptionInfo{Type: "ValueError", Module: "builtins", Message: []any{"x"}}},
+		&resultstore.Meta{TaskID: id, Status: resultstore.Failure, DateDone: time.Now(),
+			Result: &resultstore.ExceptionInfo{Type: "ValueError", Module: "builtins", Message: []any{"late"}}},
+		&resultstore.Meta{TaskID: other, Status: resultstore.Success, Result: "second", DateDone: time.Now()},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Errorf("written = %d, want 3 (the FAILURE after the SUCCESS skipped)", n)
+	}
+	for _, c := range []struct{ id, want string }{{id, "first"}, {other, "second"}} {
+		doc, err := b.Get(ctx, c.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if doc["status"] != "SUCCESS" || doc["result"] != c.want {
+			t.Errorf("task %s: %v, want SUCCESS %q", c.id, doc, c.want)
+		}
+	}
+}
+
+// commandLog records the names of the commands a client sends.
+type commandLog struct {
+	mu    sync.Mutex
+	names []string
+}
+
+func (l *commandLog) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (l *commandLog) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		l.add(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (l *commandLog) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			l.add(c)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func (l *commandLog) add(c redis.Cmder) {
+	switch c.Name() {
+	case "hello", "client", "auth", "select", "ping":
+		return // a new connection's setup
+	}
+	l.mu.Lock()
+	l.names = append(l.names, strings.ToLower(c.Name()))
+	l.mu.Unlock()
+}
+
+func (l *commandLog) take() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := strings.Join(l.names, " ")
+	l.names = nil
+	return s
+}
+
+// A lone result (a worker answering one task at a time) is written by the
+// script in one round trip; a batch of pipelineStoreMin goes through one
+// MGET and one pipeline of writes.
+func TestStorePathBySize(t *testing.T) {
+	b, _ := newTestBackend(t, Options{})
+	log := &commandLog{}
+	b.client.AddHook(log)
+	ctx := context.Background()
+	metas := func(n int) []*resultstore.Meta {
+		ms := make([]*resultstore.Meta, n)
+		for i := range ms {
+			ms[i] = &resultstore.Meta{TaskID: resultstoretest.NewTaskID(), Status: resultstore.Success,
+				Result: int64(i), DateDone: time.Now()}
+		}
+		return ms
+	}
+	if err := b.Store(ctx, metas(1)...); err != nil {
+		t.Fatal(err)
+	}
+	if got := log.take(); got != "evalsha" {
+		t.Errorf("one result: commands %q, want evalsha", got)
+	}
+	if err := b.Store(ctx, metas(pipelineStoreMin-1)...); err != nil {
+		t.Fatal(err)
+	}
+	if got := log.take(); got != "evalsha" {
+		t.Errorf("%d results: commands %q, want evalsha", pipelineStoreMin-1, got)
+	}
+	if err := b.Store(ctx, metas(pipelineStoreMin)...); err != nil {
+		t.Fatal(err)
+	}
+	want := "mget" + strings.Repeat(" setex publish", pipelineStoreMin)
+	if got := log.take(); got != want {
+		t.Errorf("%d results: commands %q, want %q", pipelineStoreMin, got, want)
 	}
 }
