@@ -42,7 +42,13 @@ type Consumer struct {
 	mu        sync.Mutex
 
 	brpops  atomic.Int64   // BRPOP calls started (observability, tests)
-	records sync.WaitGroup // BRPOP goroutines, including their records
+	records sync.WaitGroup // BRPOPs started and not yet recorded
+	// BRPOPs and their records run in two long-lived goroutines (a fresh
+	// goroutine per BRPOP grew its stack through the Redis client's call
+	// path every time: a tenth of an idle worker's CPU).
+	brpopCalls chan *brpopCall
+	recordQ    chan *popped
+	loops      sync.WaitGroup
 
 	// Acks wait here for the next pop script call to carry them; the ack
 	// flusher sends what no pop took within ackLinger.
@@ -154,6 +160,7 @@ const brpopWaited = time.Millisecond
 // brpopCall is a BRPOP running in the background: res is set before done
 // is closed; whoever next holds fetchMu takes it.
 type brpopCall struct {
+	keys []string
 	done chan struct{}
 	res  brpopResult
 }
@@ -183,7 +190,8 @@ func (t *Transport) consume(queues []string) (*Consumer, error) {
 	}
 	c := &Consumer{t: t, queues: qs, closing: make(chan struct{}), done: make(chan struct{}),
 		ackKick: make(chan struct{}, 1), ackDone: make(chan struct{}), linger: ackLinger,
-		waitedAfter: brpopWaited}
+		waitedAfter: brpopWaited,
+		brpopCalls:  make(chan *brpopCall, 1), recordQ: make(chan *popped, 16)}
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -193,6 +201,9 @@ func (t *Transport) consume(queues []string) (*Consumer, error) {
 	t.mu.Unlock()
 	go c.sweepLoop()
 	go c.ackLoop()
+	c.loops.Add(2)
+	go c.brpopLoop()
+	go c.recordLoop()
 	return c, nil
 }
 
@@ -447,33 +458,44 @@ func (c *Consumer) popBatch(ctx context.Context, queues []string, max int) ([]*D
 	return ds, served, nil
 }
 
-// startBRPOP issues one BRPOP in the background. Its result (recorded in
-// unacked before it is reported) is taken by Fetch or Close under fetchMu.
+// startBRPOP issues one BRPOP in the background (none once the consumer
+// is closing). Its result is taken by Fetch or Close under fetchMu; the
+// message's record in unacked follows. Called with fetchMu held and no
+// BRPOP in flight.
 func (c *Consumer) startBRPOP() {
-	call := &brpopCall{done: make(chan struct{})}
+	if c.isClosed() {
+		return
+	}
+	call := &brpopCall{keys: c.keys(0), done: make(chan struct{})}
 	c.inflight = call
 	c.brpops.Add(1)
-	keys := c.keys(0)
-	t := c.t
 	c.records.Add(1)
-	go func() {
-		defer c.records.Done()
-		ctx := context.Background()
+	c.brpopCalls <- call // never blocks: one BRPOP at a time
+}
+
+// brpopLoop runs the BRPOPs startBRPOP issues, one at a time, and hands
+// each message out at once and to recordLoop for its record.
+func (c *Consumer) brpopLoop() {
+	defer c.loops.Done()
+	t := c.t
+	for call := range c.brpopCalls {
 		start := time.Now()
-		kv, err := t.client.BRPop(ctx, t.opts.PollTimeout, keys...).Result()
+		kv, err := t.client.BRPop(context.Background(), t.opts.PollTimeout, call.keys...).Result()
 		waited := time.Since(start) >= c.waitedAfter
 		if errors.Is(err, redis.Nil) {
 			close(call.done)
-			return
+			c.records.Done()
+			continue
 		}
 		if err != nil {
 			call.res = brpopResult{err: fmt.Errorf("redistransport: brpop: %w", err)}
 			close(call.done)
-			return
+			c.records.Done()
+			continue
 		}
 		key := kv[0][len(t.ks.prefix):]
 		queue := key
-		for _, q := range c.queuesFromKeys(keys) {
+		for _, q := range c.queuesFromKeys(call.keys) {
 			if q.key == kv[0] {
 				queue = q.queue
 				break
@@ -482,8 +504,17 @@ func (c *Consumer) startBRPOP() {
 		p := &popped{queue: queue, key: key, raw: replyBytes(kv[1]), rec: &recordState{done: make(chan struct{})}}
 		call.res = brpopResult{p: p, waited: waited}
 		close(call.done) // hand it out now; the record follows
+		c.recordQ <- p
+	}
+}
+
+// recordLoop records the messages brpopLoop hands out.
+func (c *Consumer) recordLoop() {
+	defer c.loops.Done()
+	for p := range c.recordQ {
 		c.recordBRPOPed(p)
-	}()
+		c.records.Done()
+	}
 }
 
 // recordBRPOPed records a BRPOP result in unacked (from Go when cjson
@@ -952,6 +983,9 @@ func (c *Consumer) Close() error {
 			c.buffered = nil
 		}
 		c.records.Wait()
+		close(c.brpopCalls) // no BRPOP starts now: closed is set
+		close(c.recordQ)
+		c.loops.Wait()
 		c.t.mu.Lock()
 		delete(c.t.consumers, c)
 		c.t.mu.Unlock()
