@@ -228,8 +228,7 @@ func newPipeline(w *Worker, cons transports.Consumer, fetchCtx, workCtx context.
 	pf := w.cfg.prefetch()
 	_, tracked := cons.(concurrentFetcher)
 	return &pipeline{
-		popTracked: tracked,
-		w:          w, cons: cons, fetchCtx: fetchCtx, workCtx: workCtx,
+		w: w, cons: cons, fetchCtx: fetchCtx, workCtx: workCtx,
 		tokens:       newTokenPool(pf),
 		work:         make(chan *job, pf),
 		results:      newResultQueue(),
@@ -237,6 +236,7 @@ func newPipeline(w *Worker, cons transports.Consumer, fetchCtx, workCtx context.
 		heldKick:     make(chan struct{}, 1),
 		heldStop:     make(chan struct{}),
 		prefetchBase: pf,
+		popTracked:   tracked,
 	}
 }
 

@@ -5,6 +5,7 @@
 package redisstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -401,7 +402,8 @@ func (b *Backend) storeBatched(ctx context.Context, buf *batchBuf) (int, error) 
 		}
 		pipe.Publish(ctx, key, doc)
 		written++
-		if storedSuccess(string(doc)) {
+		// Documents written here start with their status (AppendMeta).
+		if bytes.HasPrefix(doc, successPrefix) {
 			if done == nil {
 				done = map[string]bool{}
 			}
@@ -416,6 +418,8 @@ func (b *Backend) storeBatched(ctx context.Context, buf *batchBuf) (int, error) 
 	}
 	return written, nil
 }
+
+var successPrefix = []byte(`{"status": "SUCCESS"`)
 
 // storedSuccess reports whether a stored result document has state
 // SUCCESS: Celery's JSON (read from its {"status": "..." prefix when it

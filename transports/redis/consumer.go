@@ -45,7 +45,8 @@ type Consumer struct {
 	records sync.WaitGroup // BRPOPs started and not yet recorded
 	// BRPOPs and their records run in two long-lived goroutines (a fresh
 	// goroutine per BRPOP grew its stack through the Redis client's call
-	// path every time: a tenth of an idle worker's CPU).
+	// path every time: a tenth of the CPU of one-task-at-a-time round
+	// trips in BenchmarkRedisRoundTrip).
 	brpopCalls chan *brpopCall
 	recordQ    chan *popped
 	loops      sync.WaitGroup
