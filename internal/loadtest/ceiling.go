@@ -128,41 +128,44 @@ func redisLatencyFloor(ctx context.Context, cfg Config, pydir string) (*Latency,
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	errc := make(chan error, 1)
-	go func() {
-		errc <- func() error {
-			for rctx.Err() == nil {
-				kv, err := broker.BRPop(rctx, time.Second, queue).Result()
-				if errors.Is(err, redis.Nil) || rctx.Err() != nil {
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				m, err := kombu.DecodeEnvelope([]byte(kv[1]))
-				if err != nil {
-					return err
-				}
-				t, err := protocolv2.Decode(m, reg)
-				if err != nil {
-					return err
-				}
-				var sum int64
-				for _, a := range t.Args {
-					v, _ := a.(int64)
-					sum += v
-				}
-				meta := &resultstore.Meta{TaskID: t.ID, Status: resultstore.Success, Result: sum, DateDone: time.Now().UTC()}
-				if err := rb.Store(rctx, meta); err != nil {
-					return err
-				}
-			}
-			return nil
-		}()
-	}()
+	go func() { errc <- bareRespond(rctx, broker, rb, reg, queue) }()
 	l, err := pythonLatency(ctx, cfg, queue, pydir)
 	stop()
 	if rerr := <-errc; rerr != nil {
 		err = errors.Join(fmt.Errorf("bare responder: %w", rerr), err)
 	}
 	return l, err
+}
+
+// bareRespond answers tasks.add on queue until ctx is done with the least
+// a worker can do: BRPOP, decode the task, store its SUCCESS (SETEX +
+// PUBLISH). It returns nil once ctx is done.
+func bareRespond(ctx context.Context, broker *redis.Client, rb *redisstore.Backend, reg *kombu.Registry, queue string) error {
+	for ctx.Err() == nil {
+		kv, err := broker.BRPop(ctx, time.Second, queue).Result()
+		if errors.Is(err, redis.Nil) || ctx.Err() != nil {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		m, err := kombu.DecodeEnvelope([]byte(kv[1]))
+		if err != nil {
+			return err
+		}
+		t, err := protocolv2.Decode(m, reg)
+		if err != nil {
+			return err
+		}
+		var sum int64
+		for _, a := range t.Args {
+			v, _ := a.(int64)
+			sum += v
+		}
+		meta := &resultstore.Meta{TaskID: t.ID, Status: resultstore.Success, Result: sum, DateDone: time.Now().UTC()}
+		if err := rb.Store(ctx, meta); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/celerity-go/celerity/handlers"
 	"github.com/celerity-go/celerity/internal/celerylog"
 	"github.com/celerity-go/celerity/kombu"
-	"github.com/celerity-go/celerity/protocolv2"
 	"github.com/celerity-go/celerity/resultstore"
 	redisstore "github.com/celerity-go/celerity/resultstore/redis"
 	redistransport "github.com/celerity-go/celerity/transports/redis"
@@ -132,8 +131,8 @@ func startWorkerResponder(tb testing.TB, queue string) func() {
 	}
 }
 
-// startBareResponder answers with BRPOP, decode, store: what
-// redisLatencyFloor runs for the Python client.
+// startBareResponder runs bareRespond, what redisLatencyFloor runs for
+// the Python client.
 func startBareResponder(tb testing.TB, queue string) func() {
 	ctx := context.Background()
 	o, _ := redis.ParseURL(benchRedisURL)
@@ -148,37 +147,7 @@ func startBareResponder(tb testing.TB, queue string) func() {
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() {
-		done <- func() error {
-			for runCtx.Err() == nil {
-				kv, err := broker.BRPop(runCtx, time.Second, queue).Result()
-				if errors.Is(err, redis.Nil) || runCtx.Err() != nil {
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				m, err := kombu.DecodeEnvelope([]byte(kv[1]))
-				if err != nil {
-					return err
-				}
-				t, err := protocolv2.Decode(m, reg)
-				if err != nil {
-					return err
-				}
-				var sum int64
-				for _, a := range t.Args {
-					v, _ := a.(int64)
-					sum += v
-				}
-				meta := &resultstore.Meta{TaskID: t.ID, Status: resultstore.Success, Result: sum, DateDone: time.Now().UTC()}
-				if err := rb.Store(runCtx, meta); err != nil {
-					return err
-				}
-			}
-			return nil
-		}()
-	}()
+	go func() { done <- bareRespond(runCtx, broker, rb, reg, queue) }()
 	return func() {
 		stop()
 		if err := <-done; err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/celerity-go/celerity/internal/cmdlog"
 	"github.com/celerity-go/celerity/resultstore"
 	"github.com/celerity-go/celerity/resultstore/resultstoretest"
 )
@@ -184,8 +185,7 @@ func TestExpiry(t *testing.T) {
 }
 
 func testExpiry(t *testing.T, expires time.Duration, wantTTL int64, pipelineMin int) {
-	b, raw := newTestBackend(t, Options{ResultExpires: expires})
-	b.pipelineMin = pipelineMin
+	b, raw := newPathBackend(t, Options{ResultExpires: expires}, pipelineMin)
 	ctx := context.Background()
 	id := resultstoretest.NewTaskID()
 	if err := b.Store(ctx, &resultstore.Meta{TaskID: id, Status: resultstore.Success, DateDone: time.Now()}); err != nil {
@@ -211,6 +211,15 @@ func testExpiry(t *testing.T, expires time.Duration, wantTTL int64, pipelineMin 
 func bothStorePaths(t *testing.T, test func(t *testing.T, pipelineMin int)) {
 	t.Run("script", func(t *testing.T) { test(t, math.MaxInt) })
 	t.Run("pipelined", func(t *testing.T) { test(t, 1) })
+}
+
+// newPathBackend is newTestBackend writing batches of pipelineMin or more
+// with storeBatched.
+func newPathBackend(t *testing.T, opts Options, pipelineMin int) (*Backend, *redis.Client) {
+	t.Helper()
+	b, raw := newTestBackend(t, opts)
+	b.pipelineMin = pipelineMin
+	return b, raw
 }
 
 // subscribe subscribes to channel and waits for Redis to confirm.
@@ -240,8 +249,7 @@ func receive(t *testing.T, ps *redis.PubSub) *redis.Message {
 func TestPublishOnKeyChannel(t *testing.T) { bothStorePaths(t, testPublishOnKeyChannel) }
 
 func testPublishOnKeyChannel(t *testing.T, pipelineMin int) {
-	b, raw := newTestBackend(t, Options{})
-	b.pipelineMin = pipelineMin
+	b, raw := newPathBackend(t, Options{}, pipelineMin)
 	ctx := context.Background()
 	ids := []string{resultstoretest.NewTaskID(), resultstoretest.NewTaskID()}
 	subs := make([]*redis.PubSub, len(ids))
@@ -288,8 +296,7 @@ func testPublishOnKeyChannel(t *testing.T, pipelineMin int) {
 func TestSkippedWriteIsNotPublished(t *testing.T) { bothStorePaths(t, testSkippedWriteIsNotPublished) }
 
 func testSkippedWriteIsNotPublished(t *testing.T, pipelineMin int) {
-	b, raw := newTestBackend(t, Options{})
-	b.pipelineMin = pipelineMin
+	b, raw := newPathBackend(t, Options{}, pipelineMin)
 	ctx := context.Background()
 	id := resultstoretest.NewTaskID()
 	if err := b.Store(ctx, &resultstore.Meta{TaskID: id, Status: resultstore.Success, Result: "ok", DateDone: time.Now()}); err != nil {
@@ -330,8 +337,7 @@ func TestSuccessDetectionForeignDocuments(t *testing.T) {
 }
 
 func testSuccessDetectionForeignDocuments(t *testing.T, pipelineMin int) {
-	b, raw := newTestBackend(t, Options{})
-	b.pipelineMin = pipelineMin
+	b, raw := newPathBackend(t, Options{}, pipelineMin)
 	ctx := context.Background()
 	cases := []struct {
 		name, doc string
@@ -892,8 +898,7 @@ func BenchmarkStoreBatch(b *testing.B) {
 func TestStoreLargeBatch(t *testing.T) { bothStorePaths(t, testStoreLargeBatch) }
 
 func testStoreLargeBatch(t *testing.T, pipelineMin int) {
-	b, raw := newTestBackend(t, Options{ResultExpires: time.Minute})
-	b.pipelineMin = pipelineMin
+	b, raw := newPathBackend(t, Options{ResultExpires: time.Minute}, pipelineMin)
 	ctx := context.Background()
 	const n = 2*storeChunk + 17
 	metas := make([]*resultstore.Meta, n)
@@ -945,8 +950,7 @@ func TestSuccessGuardsLaterDocumentsOfTheBatch(t *testing.T) {
 }
 
 func testSuccessGuardsLaterDocumentsOfTheBatch(t *testing.T, pipelineMin int) {
-	b, _ := newTestBackend(t, Options{})
-	b.pipelineMin = pipelineMin
+	b, _ := newPathBackend(t, Options{}, pipelineMin)
 	ctx := context.Background()
 	id, other := resultstoretest.NewTaskID(), resultstoretest.NewTaskID()
 	n, err := b.StoreCount(ctx,
@@ -974,54 +978,18 @@ func testSuccessGuardsLaterDocumentsOfTheBatch(t *testing.T, pipelineMin int) {
 	}
 }
 
-// commandLog records the names of the commands a client sends.
-type commandLog struct {
-	mu    sync.Mutex
-	names []string
-}
-
-func (l *commandLog) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (l *commandLog) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		l.add(cmd)
-		return next(ctx, cmd)
-	}
-}
-
-func (l *commandLog) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		for _, c := range cmds {
-			l.add(c)
-		}
-		return next(ctx, cmds)
-	}
-}
-
-func (l *commandLog) add(c redis.Cmder) {
-	switch c.Name() {
-	case "hello", "client", "auth", "select", "ping":
-		return // a new connection's setup
-	}
-	l.mu.Lock()
-	l.names = append(l.names, strings.ToLower(c.Name()))
-	l.mu.Unlock()
-}
-
-func (l *commandLog) take() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := strings.Join(l.names, " ")
-	l.names = nil
-	return s
-}
-
 // A lone result (a worker answering one task at a time) is written by the
 // script in one round trip; a batch of pipelineStoreMin goes through one
 // MGET and one pipeline of writes.
 func TestStorePathBySize(t *testing.T) {
 	b, _ := newTestBackend(t, Options{})
-	log := &commandLog{}
+	log := &cmdlog.Log{Name: func(c redis.Cmder) string {
+		switch c.Name() {
+		case "hello", "client", "auth", "select", "ping":
+			return "" // a new connection's setup
+		}
+		return c.Name()
+	}}
 	b.client.AddHook(log)
 	ctx := context.Background()
 	metas := func(n int) []*resultstore.Meta {
@@ -1035,20 +1003,20 @@ func TestStorePathBySize(t *testing.T) {
 	if err := b.Store(ctx, metas(1)...); err != nil {
 		t.Fatal(err)
 	}
-	if got := log.take(); got != "evalsha" {
+	if got := log.Take(); got != "evalsha" {
 		t.Errorf("one result: commands %q, want evalsha", got)
 	}
 	if err := b.Store(ctx, metas(pipelineStoreMin-1)...); err != nil {
 		t.Fatal(err)
 	}
-	if got := log.take(); got != "evalsha" {
+	if got := log.Take(); got != "evalsha" {
 		t.Errorf("%d results: commands %q, want evalsha", pipelineStoreMin-1, got)
 	}
 	if err := b.Store(ctx, metas(pipelineStoreMin)...); err != nil {
 		t.Fatal(err)
 	}
 	want := "mget" + strings.Repeat(" setex publish", pipelineStoreMin)
-	if got := log.take(); got != want {
+	if got := log.Take(); got != want {
 		t.Errorf("%d results: commands %q, want %q", pipelineStoreMin, got, want)
 	}
 }

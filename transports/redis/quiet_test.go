@@ -1,64 +1,28 @@
 package redistransport
 
 import (
-	"context"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/celerity-go/celerity/internal/cmdlog"
 )
 
-// scriptLog records the consumer's fetch calls as they go to Redis: "pop"
-// for the pop script, "brpop".
-type scriptLog struct {
-	mu    sync.Mutex
-	calls []string
-}
-
-func (l *scriptLog) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (l *scriptLog) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		l.add(cmd)
-		return next(ctx, cmd)
-	}
-}
-
-func (l *scriptLog) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		for _, c := range cmds {
-			l.add(c)
-		}
-		return next(ctx, cmds)
-	}
-}
-
-func (l *scriptLog) add(c redis.Cmder) {
-	name := c.Name()
-	switch name {
-	case "evalsha", "eval":
-		if sha, _ := c.Args()[1].(string); sha != popScript.Hash() {
-			return // the record script runs after the hand-out: unordered
-		}
-		name = "pop"
+// fetchCalls names the consumer's fetch calls as they go to Redis: "pop"
+// for the pop script, "brpop"; everything else (connection setup, the
+// sweep, the test's own pushes, the record script, which runs after the
+// hand-out) is left out.
+func fetchCalls(c redis.Cmder) string {
+	switch c.Name() {
 	case "brpop":
-	default:
-		return // connection setup, the sweep, the test's own pushes
+		return "brpop"
+	case "evalsha", "eval":
+		if sha, _ := c.Args()[1].(string); sha == popScript.Hash() {
+			return "pop"
+		}
 	}
-	l.mu.Lock()
-	l.calls = append(l.calls, name)
-	l.mu.Unlock()
-}
-
-// take returns the calls logged so far, joined by spaces, and forgets them.
-func (l *scriptLog) take() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := strings.Join(l.calls, " ")
-	l.calls = nil
-	return s
+	return ""
 }
 
 // TestQuietQueueWaitsWithBRPOP: after a message a BRPOP had to wait for,
@@ -69,7 +33,7 @@ func (l *scriptLog) take() string {
 func TestQuietQueueWaitsWithBRPOP(t *testing.T) {
 	q := "quiet"
 	tr := queueWith(t, q, "qt", 0)
-	log := &scriptLog{}
+	log := &cmdlog.Log{Name: fetchCalls}
 	tr.client.AddHook(log)
 	c := consumeT(t, tr, q)
 	// Waits of 50 ms count as waiting, a loaded machine's round trip does
@@ -97,12 +61,12 @@ func TestQuietQueueWaitsWithBRPOP(t *testing.T) {
 
 	// An empty queue: the pop script finds nothing, then BRPOP waits.
 	fetchAfterPush("a")
-	if got := log.take(); got != "pop brpop" {
+	if got := log.Take(); got != "pop brpop" {
 		t.Fatalf("first fetch: calls %q, want the pop script, then brpop", got)
 	}
 	// The message was waited for: the next fetch goes straight to BRPOP.
 	fetchAfterPush("b")
-	if got := log.take(); got != "brpop" {
+	if got := log.Take(); got != "brpop" {
 		t.Fatalf("fetch after a waited-for message: calls %q, want brpop and no pop script", got)
 	}
 
@@ -110,11 +74,11 @@ func TestQuietQueueWaitsWithBRPOP(t *testing.T) {
 	// batch with the script.
 	pushTagged(t, tr, q, "c", 9)
 	fetchN(t, c, 1)
-	if got := log.take(); got != "brpop" {
+	if got := log.Take(); got != "brpop" {
 		t.Fatalf("first fetch of the backlog: calls %q, want brpop", got)
 	}
 	ds := fetchN(t, c, 4)
-	if got := log.take(); got != "pop" {
+	if got := log.Take(); got != "pop" {
 		t.Fatalf("second fetch of the backlog: calls %q, want the pop script", got)
 	}
 	for i, d := range ds {
