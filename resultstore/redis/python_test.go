@@ -101,12 +101,15 @@ func TestPythonReadsResults(t *testing.T) {
 		name  string
 		style resultstore.Style
 	}{{"5.2 style", resultstore.Style{}}, {"aware date_done", resultstore.Style{AwareDateDone: true}}} {
-		t.Run(style.name, func(t *testing.T) { testPythonReadsResults(t, style.style) })
+		t.Run(style.name, func(t *testing.T) {
+			bothStorePaths(t, func(t *testing.T, pipelineMin int) { testPythonReadsResults(t, style.style, pipelineMin) })
+		})
 	}
 }
 
-func testPythonReadsResults(t *testing.T, style resultstore.Style) {
+func testPythonReadsResults(t *testing.T, style resultstore.Style, pipelineMin int) {
 	b := newCompatBackend(t, style)
+	b.pipelineMin = pipelineMin
 	ctx := context.Background()
 	now := time.Now()
 	big70 := new(big.Int).Lsh(big.NewInt(1), 70)
@@ -204,10 +207,16 @@ func testPythonReadsResults(t *testing.T, style resultstore.Style) {
 
 // TestPythonGetWokenByPublish proves the PUBLISH path: the Python client
 // has subscribed and done its only GET before the result exists, so only
-// the PUBLISH can complete its get().
+// the PUBLISH can complete its get(). The result is stored alone and in a
+// batch written by storeBatched.
 func TestPythonGetWokenByPublish(t *testing.T) {
 	requireCelery(t)
+	bothStorePaths(t, testPythonGetWokenByPublish)
+}
+
+func testPythonGetWokenByPublish(t *testing.T, pipelineMin int) {
 	b := newCompatBackend(t, resultstore.Style{})
+	b.pipelineMin = pipelineMin
 	raw := rawClient(t, compatURL())
 	id := compatID()
 
