@@ -92,6 +92,13 @@ type popped struct {
 	// rec is set for a BRPOP result: it is handed out before its record
 	// in unacked finishes (see recordState).
 	rec *recordState
+	// A BRPOP result is decoded before it is handed out: msg and msgErr
+	// are the decoded envelope (for delivery), tag, exchange and
+	// routingKey what its record needs (read before the hand-out, as the
+	// pipeline may change msg).
+	msg                       *kombu.Message
+	msgErr                    error
+	tag, exchange, routingKey string
 }
 
 // recordState is the unacked record of a message a BRPOP handed out
@@ -503,6 +510,11 @@ func (c *Consumer) brpopLoop() {
 			}
 		}
 		p := &popped{queue: queue, key: key, raw: replyBytes(kv[1]), rec: &recordState{done: make(chan struct{})}}
+		p.msg, p.msgErr = kombu.DecodeEnvelope(p.raw)
+		if p.msgErr == nil {
+			di := p.msg.Properties.DeliveryInfo
+			p.tag, p.exchange, p.routingKey = p.msg.Properties.DeliveryTag, di.Exchange, orDefault(di.RoutingKey, queue)
+		}
 		call.res = brpopResult{p: p, waited: waited}
 		close(call.done) // hand it out now; the record follows
 		c.recordQ <- p
@@ -523,11 +535,6 @@ func (c *Consumer) recordLoop() {
 func (c *Consumer) recordBRPOPed(p *popped) {
 	r := p.rec
 	ok := c.recordPopped(p)
-	if !ok {
-		if m, err := kombu.DecodeEnvelope(p.raw); err == nil && m.Properties.DeliveryTag != "" {
-			ok = c.recordFromGo(context.Background(), p, m) == nil
-		}
-	}
 	r.mu.Lock()
 	r.finished, r.recorded = true, ok
 	tag := r.ackTag
@@ -541,15 +548,22 @@ func (c *Consumer) recordBRPOPed(p *popped) {
 // recordFromGo writes the unacked entry for an envelope Go can read and
 // cjson cannot.
 func (c *Consumer) recordFromGo(ctx context.Context, p *popped, m *kombu.Message) error {
-	t := c.t
-	val := unackedValue(nil, p.raw, m.Properties.DeliveryInfo.Exchange, orDefault(m.Properties.DeliveryInfo.RoutingKey, p.queue))
-	pipe := t.client.TxPipeline()
-	pipe.ZAdd(ctx, t.ks.key(t.opts.UnackedIndexKey), redis.Z{Score: float64(ceilSeconds(time.Now())), Member: m.Properties.DeliveryTag})
-	pipe.HSet(ctx, t.ks.key(t.opts.UnackedKey), m.Properties.DeliveryTag, val)
-	_, err := pipe.Exec(ctx)
+	err := c.writeRecord(ctx, m.Properties.DeliveryTag, m.Properties.DeliveryInfo.Exchange,
+		orDefault(m.Properties.DeliveryInfo.RoutingKey, p.queue), p.raw)
 	if err != nil {
 		c.t.log.Error("could not record delivered message in unacked", "queue", p.queue, "error", err)
 	}
+	return err
+}
+
+// writeRecord writes kombu's unacked entry for one message, as kombu's
+// QoS.append does: ZADD unacked_index and HSET unacked in one MULTI.
+func (c *Consumer) writeRecord(ctx context.Context, tag, exchange, routingKey string, raw []byte) error {
+	t := c.t
+	pipe := t.client.TxPipeline()
+	pipe.ZAdd(ctx, t.ks.key(t.opts.UnackedIndexKey), redis.Z{Score: float64(ceilSeconds(time.Now())), Member: tag})
+	pipe.HSet(ctx, t.ks.key(t.opts.UnackedKey), tag, unackedValue(nil, raw, exchange, routingKey))
+	_, err := pipe.Exec(ctx)
 	return err
 }
 
@@ -568,17 +582,30 @@ func (c *Consumer) queuesFromKeys(keys []string) []keyQueue {
 }
 
 // recordPopped records a BRPOP result in unacked, retrying while Redis is
-// unreachable (the message exists only in this process meanwhile).
+// unreachable (the message exists only in this process meanwhile). An
+// envelope Go decoded is recorded from Go with a MULTI, as kombu records
+// it (Redis does a fraction of the record script's work: no Lua string
+// is built from the payload); anything else goes through the record
+// script, which records what cjson can read.
 func (c *Consumer) recordPopped(p *popped) bool {
 	t := c.t
 	keys := []string{t.ks.key(t.opts.UnackedKey), t.ks.key(t.opts.UnackedIndexKey)}
 	backoff := 50 * time.Millisecond
 	for attempt := 0; attempt < 60; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		n, err := recordScript.Run(ctx, t.client, keys, p.raw, p.queue, nowArg()).Int()
+		var recorded bool
+		var err error
+		if p.tag != "" {
+			err = c.writeRecord(ctx, p.tag, p.exchange, p.routingKey, p.raw)
+			recorded = err == nil
+		} else {
+			var n int
+			n, err = recordScript.Run(ctx, t.client, keys, p.raw, p.queue, nowArg()).Int()
+			recorded = n == 1
+		}
 		cancel()
 		if err == nil {
-			return n == 1
+			return recorded
 		}
 		if t.isClosed() {
 			t.log.Error("could not record delivered message in unacked; transport closed", "queue", p.queue, "error", err)
@@ -593,9 +620,6 @@ func (c *Consumer) recordPopped(p *popped) bool {
 	return false
 }
 
-// delivery decodes a popped message. An envelope that cannot be decoded
-// (or carries no delivery tag) is removed and logged: no kombu consumer
-// can process it either.
 // replyBytes views a payload the Redis client read for us as bytes
 // without copying it (a kilobyte per task). The client allocated the
 // string for this reply alone and nothing else holds it, and no one
@@ -605,8 +629,14 @@ func replyBytes(s string) []byte {
 	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
+// delivery decodes a popped message. An envelope that cannot be decoded
+// (or carries no delivery tag) is removed and logged: no kombu consumer
+// can process it either.
 func (c *Consumer) delivery(ctx context.Context, p *popped) *Delivery {
-	m, err := kombu.DecodeEnvelope(p.raw)
+	m, err := p.msg, p.msgErr
+	if m == nil && err == nil {
+		m, err = kombu.DecodeEnvelope(p.raw)
+	}
 	if err == nil && m.Properties.DeliveryTag == "" {
 		err = errors.New("no properties.delivery_tag")
 	}
