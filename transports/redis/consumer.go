@@ -102,8 +102,8 @@ type popped struct {
 }
 
 // recordState is the unacked record of a message a BRPOP handed out
-// while the record script was still on its way: an idle worker starts
-// the task one Redis round trip sooner. The window in which only this
+// while its record was still on its way: an idle worker starts the task
+// one Redis round trip sooner. The window in which only this
 // process holds the message is the same as before (BRPOP reply to record
 // reply, as in kombu); what must not run before the record lands is a
 // settlement, so Ack, Reject, Restore and give-back wait for it, and
