@@ -327,16 +327,27 @@ func (b *Backend) store(ctx context.Context, metas []*resultstore.Meta) (int, er
 		buf.ends = append(buf.ends, len(buf.data))
 		buf.keys = append(buf.keys, b.taskPrefix+m.TaskID)
 	}
+	var n int
+	var err error
 	if len(metas) >= b.pipelineMin {
-		n, err := b.storeBatched(ctx, buf)
-		if err != nil {
-			return n, fmt.Errorf("redisstore: store: %w", err)
+		if n, err = b.storeBatched(ctx, buf); err != nil {
+			err = fmt.Errorf("redisstore: store: %w", err)
 		}
-		if skipped := len(metas) - n; skipped > 0 {
-			b.log.Debug("result not overwritten: SUCCESS already stored", "skipped", skipped)
-		}
-		return n, nil
+	} else {
+		n, err = b.storeScripted(ctx, buf)
 	}
+	if err != nil {
+		return n, err
+	}
+	if skipped := len(metas) - n; skipped > 0 {
+		b.log.Debug("result not overwritten: SUCCESS already stored", "skipped", skipped)
+	}
+	return n, nil
+}
+
+// storeScripted writes a batch with the store script, loading the
+// scripts again once when Redis has lost them (NOSCRIPT).
+func (b *Backend) storeScripted(ctx context.Context, buf *batchBuf) (int, error) {
 	for attempt := 0; ; attempt++ {
 		sha, _ := b.shas()
 		n, err := b.runStore(ctx, sha, buf)
@@ -348,9 +359,6 @@ func (b *Backend) store(ctx context.Context, metas []*resultstore.Meta) (int, er
 		}
 		if err != nil {
 			return n, fmt.Errorf("redisstore: store: %w", err)
-		}
-		if skipped := len(metas) - n; skipped > 0 {
-			b.log.Debug("result not overwritten: SUCCESS already stored", "skipped", skipped)
 		}
 		return n, nil
 	}
