@@ -34,6 +34,8 @@ type Consumer struct {
 	quiet bool
 	// waitedAfter is brpopWaited (tests lengthen it).
 	waitedAfter time.Duration
+	// recordAfter is recordDelay (tests change it).
+	recordAfter time.Duration
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -86,7 +88,8 @@ var _ transports.Consumer = (*Consumer)(nil)
 // popped is one message taken off a list by this consumer.
 type popped struct {
 	queue    string
-	key      string // unprefixed list key it came from
+	key      string    // unprefixed list key it came from
+	at       time.Time // when BRPOP returned it (the record's time)
 	raw      []byte
 	recorded bool
 	// rec is set for a BRPOP result: it is handed out before its record
@@ -102,30 +105,74 @@ type popped struct {
 }
 
 // recordState is the unacked record of a message a BRPOP handed out
-// while its record was still on its way: an idle worker starts the task
-// one Redis round trip sooner. The window in which only this
-// process holds the message is the same as before (BRPOP reply to record
-// reply, as in kombu); what must not run before the record lands is a
-// settlement, so Ack, Reject, Restore and give-back wait for it, and
-// AckAsync leaves its ack to the recorder. (Touch need not wait: its
-// ZADD XX skips a missing entry, and the record writes a fresh score.)
+// before its record was written. The record is written recordDelay after
+// the BRPOP returned, unless the message is acknowledged first: then
+// neither the record nor the ack is sent. An idle worker acknowledges
+// (acks early, Celery's default) as the task starts, well within the
+// delay, so its message costs Redis the BRPOP alone, and the result's
+// store is not queued behind a record and an ack (kombu: BRPOP, record,
+// ack). A message the worker keeps (ETA, rate limit, acks late, no free
+// executor) is recorded once the delay is over. The window in which only
+// this process holds the message is the BRPOP reply to the task's start
+// or, at most, to the record's reply: kombu's is the BRPOP reply to its
+// record's reply.
+//
+// What must not run before the record lands is a settlement of a
+// recorded message, so Ack, Reject, Restore and give-back have the
+// record written at once and wait for it, and AckAsync leaves its ack to
+// the recorder once writing has begun. (Touch need not wait: its ZADD XX
+// skips a missing entry, and the record writes a fresh score.)
 type recordState struct {
 	done     chan struct{} // closed when the record attempt is over
 	mu       sync.Mutex
+	now      chan struct{} // closed to have the record written at once
+	hurried  bool          // now is closed
+	started  bool          // the recorder is writing it
 	finished bool
 	recorded bool   // the message is in unacked
-	ackTag   string // AckAsync came first: ack once recorded
+	ackTag   string // AckAsync came while writing: ack once recorded
 }
 
-// deferAck hands tag's ack to the recorder if the record is still on its
-// way; it reports whether it did.
+func newRecordState() *recordState {
+	return &recordState{done: make(chan struct{}), now: make(chan struct{})}
+}
+
+// deferAck settles an ack of tag against the record: an unwritten record
+// is dropped with the ack (nothing to send), one being written takes the
+// ack over. It reports whether the caller has nothing left to send.
 func (r *recordState) deferAck(tag string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.finished:
+		return false
+	case !r.started:
+		r.finished = true
+		close(r.done)
+	default:
+		r.ackTag = tag
+	}
+	return true
+}
+
+// hurry has the record written without waiting for the delay.
+func (r *recordState) hurry() {
+	r.mu.Lock()
+	if !r.hurried {
+		r.hurried = true
+		close(r.now)
+	}
+	r.mu.Unlock()
+}
+
+// begin claims the record for writing; false means an ack dropped it.
+func (r *recordState) begin() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.finished {
 		return false
 	}
-	r.ackTag = tag
+	r.started = true
 	return true
 }
 
@@ -135,13 +182,15 @@ func (r *recordState) isRecorded() bool {
 	return r.recorded
 }
 
-// waitRecorded waits until every delivery's record attempt is over.
+// waitRecorded has every delivery's record written now and waits until
+// each attempt is over.
 func waitRecorded(ctx context.Context, ds ...*Delivery) error {
 	for _, d := range ds {
 		if d == nil {
 			continue
 		}
 		if r, ok := d.Token.(*recordState); ok {
+			r.hurry()
 			select {
 			case <-r.done:
 			case <-ctx.Done():
@@ -159,6 +208,10 @@ type brpopResult struct {
 	// queues were empty and the producers are slower than this worker.
 	waited bool
 }
+
+// recordDelay is how long a message BRPOP delivered stays unrecorded,
+// waiting for its ack to make the record unnecessary (see recordState).
+const recordDelay = time.Millisecond
 
 // brpopWaited is how long a BRPOP must take before its message counts as
 // one it waited for (a round trip to a queue with a backlog is far
@@ -198,8 +251,8 @@ func (t *Transport) consume(queues []string) (*Consumer, error) {
 	}
 	c := &Consumer{t: t, queues: qs, closing: make(chan struct{}), done: make(chan struct{}),
 		ackKick: make(chan struct{}, 1), ackDone: make(chan struct{}), linger: ackLinger,
-		waitedAfter: brpopWaited,
-		brpopCalls:  make(chan *brpopCall, 1), recordQ: make(chan *popped, 16)}
+		waitedAfter: brpopWaited, recordAfter: recordDelay,
+		brpopCalls: make(chan *brpopCall, 1), recordQ: make(chan *popped, 16)}
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -509,31 +562,49 @@ func (c *Consumer) brpopLoop() {
 				break
 			}
 		}
-		p := &popped{queue: queue, key: key, raw: replyBytes(kv[1]), rec: &recordState{done: make(chan struct{})}}
+		p := &popped{queue: queue, key: key, at: time.Now(), raw: replyBytes(kv[1]), rec: newRecordState()}
 		p.msg, p.msgErr = kombu.DecodeEnvelope(p.raw)
 		if p.msgErr == nil {
 			di := p.msg.Properties.DeliveryInfo
 			p.tag, p.exchange, p.routingKey = p.msg.Properties.DeliveryTag, di.Exchange, orDefault(di.RoutingKey, queue)
 		}
 		call.res = brpopResult{p: p, waited: waited}
-		close(call.done) // hand it out now; the record follows
+		close(call.done) // hand it out now; the record may follow
 		c.recordQ <- p
 	}
 }
 
-// recordLoop records the messages brpopLoop hands out.
+// recordLoop records the messages brpopLoop hands out, each recordDelay
+// after its BRPOP returned unless it is acknowledged first (or sooner
+// when something waits for the record, or the consumer closes).
 func (c *Consumer) recordLoop() {
 	defer c.loops.Done()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for p := range c.recordQ {
+		if d := time.Until(p.at.Add(c.recordAfter)); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-timer.C:
+			case <-p.rec.now:
+				timer.Stop()
+			case <-c.closing:
+				timer.Stop()
+			}
+		}
 		c.recordBRPOPed(p)
 		c.records.Done()
 	}
 }
 
 // recordBRPOPed records a BRPOP result in unacked (from Go when cjson
-// cannot read the envelope), then settles what waited for the record.
+// cannot read the envelope), then settles what waited for the record. A
+// message acknowledged before is not recorded.
 func (c *Consumer) recordBRPOPed(p *popped) {
 	r := p.rec
+	if !r.begin() {
+		return
+	}
 	ok := c.recordPopped(p)
 	r.mu.Lock()
 	r.finished, r.recorded = true, ok
@@ -549,7 +620,7 @@ func (c *Consumer) recordBRPOPed(p *popped) {
 // cjson cannot.
 func (c *Consumer) recordFromGo(ctx context.Context, p *popped, m *kombu.Message) error {
 	err := c.writeRecord(ctx, m.Properties.DeliveryTag, m.Properties.DeliveryInfo.Exchange,
-		orDefault(m.Properties.DeliveryInfo.RoutingKey, p.queue), p.raw)
+		orDefault(m.Properties.DeliveryInfo.RoutingKey, p.queue), p.raw, time.Now())
 	if err != nil {
 		c.t.log.Error("could not record delivered message in unacked", "queue", p.queue, "error", err)
 	}
@@ -557,11 +628,12 @@ func (c *Consumer) recordFromGo(ctx context.Context, p *popped, m *kombu.Message
 }
 
 // writeRecord writes kombu's unacked entry for one message, as kombu's
-// QoS.append does: ZADD unacked_index and HSET unacked in one MULTI.
-func (c *Consumer) writeRecord(ctx context.Context, tag, exchange, routingKey string, raw []byte) error {
+// QoS.append does: ZADD unacked_index (at, in whole seconds rounded up)
+// and HSET unacked in one MULTI.
+func (c *Consumer) writeRecord(ctx context.Context, tag, exchange, routingKey string, raw []byte, at time.Time) error {
 	t := c.t
 	pipe := t.client.TxPipeline()
-	pipe.ZAdd(ctx, t.ks.key(t.opts.UnackedIndexKey), redis.Z{Score: float64(ceilSeconds(time.Now())), Member: tag})
+	pipe.ZAdd(ctx, t.ks.key(t.opts.UnackedIndexKey), redis.Z{Score: float64(ceilSeconds(at)), Member: tag})
 	pipe.HSet(ctx, t.ks.key(t.opts.UnackedKey), tag, unackedValue(nil, raw, exchange, routingKey))
 	_, err := pipe.Exec(ctx)
 	return err
@@ -596,11 +668,11 @@ func (c *Consumer) recordPopped(p *popped) bool {
 		var recorded bool
 		var err error
 		if p.tag != "" {
-			err = c.writeRecord(ctx, p.tag, p.exchange, p.routingKey, p.raw)
+			err = c.writeRecord(ctx, p.tag, p.exchange, p.routingKey, p.raw, p.at)
 			recorded = err == nil
 		} else {
 			var n int
-			n, err = recordScript.Run(ctx, t.client, keys, p.raw, p.queue, nowArg()).Int()
+			n, err = recordScript.Run(ctx, t.client, keys, p.raw, p.queue, strconv.FormatInt(ceilSeconds(p.at), 10)).Int()
 			recorded = n == 1
 		}
 		cancel()
@@ -645,6 +717,7 @@ func (c *Consumer) delivery(ctx context.Context, p *popped) *Delivery {
 		if m != nil && m.Properties.DeliveryTag != "" {
 			recorded := p.recorded
 			if p.rec != nil {
+				p.rec.hurry()
 				<-p.rec.done
 				recorded = p.rec.isRecorded()
 			}
@@ -733,7 +806,7 @@ func (c *Consumer) AckAsync(ds ...*Delivery) {
 			continue
 		}
 		if r, ok := d.Token.(*recordState); ok && r.deferAck(d.Tag) {
-			continue // the recorder acks it once the record lands
+			continue // unrecorded: nothing to send; or the recorder acks it
 		}
 		tags = append(tags, d.Tag)
 	}
