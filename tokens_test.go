@@ -213,3 +213,61 @@ func TestBusy(t *testing.T) {
 		})
 	}
 }
+
+// TestTokenPoolHold: while the pool is held, releases and pokes do not
+// wake the waiting fetcher (the tokens are free all the same); the last
+// unhold wakes it.
+func TestTokenPoolHold(t *testing.T) {
+	tp := newTokenPool(2)
+	if n := tp.acquire(context.Background()); n != 2 {
+		t.Fatalf("acquire = %d, want 2", n)
+	}
+	got := make(chan int, 1)
+	go func() { got <- tp.acquireAtLeast(context.Background(), func() int { return 1 }) }()
+	waitWant(t, tp)
+	tp.hold()
+	tp.hold()
+	tp.release(1)
+	tp.poke()
+	tp.unhold()
+	select {
+	case n := <-got:
+		t.Fatalf("woken with %d tokens while held", n)
+	case <-time.After(50 * time.Millisecond):
+	}
+	tp.release(1)
+	tp.unhold()
+	select {
+	case n := <-got:
+		if n != 2 {
+			t.Fatalf("after the last unhold: acquired %d, want 2", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the last unhold did not wake the waiter")
+	}
+	// Held or not, an acquire that comes by takes free tokens at once.
+	tp.release(1)
+	tp.hold()
+	if n := tp.acquire(context.Background()); n != 1 {
+		t.Fatalf("acquire while held = %d, want 1", n)
+	}
+	tp.unhold()
+}
+
+// waitWant waits until a goroutine waits in tp.acquireAtLeast.
+func waitWant(t *testing.T, tp *tokenPool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tp.mu.Lock()
+		w := tp.want
+		tp.mu.Unlock()
+		if w > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no waiter")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
