@@ -45,13 +45,13 @@ type Consumer struct {
 
 	brpops  atomic.Int64   // BRPOP calls started (observability, tests)
 	records sync.WaitGroup // BRPOPs started and not yet recorded
-	// BRPOPs and their records run in two long-lived goroutines (a fresh
-	// goroutine per BRPOP grew its stack through the Redis client's call
-	// path every time: a tenth of the CPU of one-task-at-a-time round
-	// trips in BenchmarkRedisRoundTrip).
-	brpopCalls chan *brpopCall
-	recordQ    chan *popped
-	loops      sync.WaitGroup
+	// Records of BRPOP deliveries are written by one long-lived goroutine
+	// (a fresh goroutine per record grew its stack through the Redis
+	// client's call path every time), woken by a channel: arming a timer
+	// as the message comes in would cost its hand-out more (the runtime
+	// wakes its network poller for a timer earlier than its sleep).
+	recordQ chan *popped
+	loops   sync.WaitGroup
 
 	// Acks wait here for the next pop script call to carry them; the ack
 	// flusher sends what no pop took within ackLinger.
@@ -252,7 +252,7 @@ func (t *Transport) consume(queues []string) (*Consumer, error) {
 	c := &Consumer{t: t, queues: qs, closing: make(chan struct{}), done: make(chan struct{}),
 		ackKick: make(chan struct{}, 1), ackDone: make(chan struct{}), linger: ackLinger,
 		waitedAfter: brpopWaited, recordAfter: recordDelay,
-		brpopCalls: make(chan *brpopCall, 1), recordQ: make(chan *popped, 16)}
+		recordQ: make(chan *popped, 16)}
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -262,8 +262,7 @@ func (t *Transport) consume(queues []string) (*Consumer, error) {
 	t.mu.Unlock()
 	go c.sweepLoop()
 	go c.ackLoop()
-	c.loops.Add(2)
-	go c.brpopLoop()
+	c.loops.Add(1)
 	go c.recordLoop()
 	return c, nil
 }
@@ -442,7 +441,7 @@ func (c *Consumer) FetchNotify(ctx context.Context, max int, idle func()) ([]*De
 			// One message at a time: wait for the next one right away.
 			// The pop script resumes once a BRPOP finds a message
 			// without waiting (a backlog is building).
-			c.startBRPOP()
+			c.waitBRPOP(&idle)
 			continue
 		}
 		queues := append([]string(nil), c.queues...)
@@ -456,7 +455,7 @@ func (c *Consumer) FetchNotify(ctx context.Context, max int, idle func()) ([]*De
 			return ds, err
 		}
 		if c.inflight == nil {
-			c.startBRPOP()
+			c.waitBRPOP(&idle)
 		}
 	}
 }
@@ -519,11 +518,15 @@ func (c *Consumer) popBatch(ctx context.Context, queues []string, max int) ([]*D
 	return ds, served, nil
 }
 
-// startBRPOP issues one BRPOP in the background (none once the consumer
-// is closing). Its result is taken by Fetch or Close under fetchMu; the
-// message's record in unacked follows. Called with fetchMu held and no
-// BRPOP in flight.
-func (c *Consumer) startBRPOP() {
+// waitBRPOP runs one BRPOP in the calling Fetch's goroutine, which then
+// hands the message out itself: a message that comes to an idle worker
+// wakes no other goroutine on its way to the task. Meanwhile the call is
+// c.inflight, so concurrent fetches wait for it and Close takes its
+// result; *idle is called (and cleared) before it blocks. Called with
+// fetchMu held and no BRPOP in flight (none starts once the consumer is
+// closing); it returns with fetchMu held. A Fetch whose context ends
+// returns once the BRPOP does (within PollTimeout).
+func (c *Consumer) waitBRPOP(idle *func()) {
 	if c.isClosed() {
 		return
 	}
@@ -531,50 +534,53 @@ func (c *Consumer) startBRPOP() {
 	c.inflight = call
 	c.brpops.Add(1)
 	c.records.Add(1)
-	c.brpopCalls <- call // never blocks: one BRPOP at a time
-}
-
-// brpopLoop runs the BRPOPs startBRPOP issues, one at a time, and hands
-// each message out at once and to recordLoop for its record.
-func (c *Consumer) brpopLoop() {
-	defer c.loops.Done()
-	t := c.t
-	for call := range c.brpopCalls {
-		start := time.Now()
-		kv, err := t.client.BRPop(context.Background(), t.opts.PollTimeout, call.keys...).Result()
-		waited := time.Since(start) >= c.waitedAfter
-		if errors.Is(err, redis.Nil) {
-			close(call.done)
-			c.records.Done()
-			continue
-		}
-		if err != nil {
-			call.res = brpopResult{err: fmt.Errorf("redistransport: brpop: %w", err)}
-			close(call.done)
-			c.records.Done()
-			continue
-		}
-		key := kv[0][len(t.ks.prefix):]
-		queue := key
-		for _, q := range c.queuesFromKeys(call.keys) {
-			if q.key == kv[0] {
-				queue = q.queue
-				break
-			}
-		}
-		p := &popped{queue: queue, key: key, at: time.Now(), raw: replyBytes(kv[1]), rec: newRecordState()}
-		p.msg, p.msgErr = kombu.DecodeEnvelope(p.raw)
-		if p.msgErr == nil {
-			di := p.msg.Properties.DeliveryInfo
-			p.tag, p.exchange, p.routingKey = p.msg.Properties.DeliveryTag, di.Exchange, orDefault(di.RoutingKey, queue)
-		}
-		call.res = brpopResult{p: p, waited: waited}
-		close(call.done) // hand it out now; the record may follow
-		c.recordQ <- p
+	c.fetchMu.Unlock()
+	if *idle != nil {
+		(*idle)()
+		*idle = nil
 	}
+	c.brpop(call)
+	c.fetchMu.Lock()
 }
 
-// recordLoop records the messages brpopLoop hands out, each recordDelay
+// brpop runs call's BRPOP, decodes the message, sets call.res and closes
+// call.done, then queues the message for its record.
+func (c *Consumer) brpop(call *brpopCall) {
+	t := c.t
+	start := time.Now()
+	kv, err := t.client.BRPop(context.Background(), t.opts.PollTimeout, call.keys...).Result()
+	waited := time.Since(start) >= c.waitedAfter
+	if errors.Is(err, redis.Nil) {
+		close(call.done)
+		c.records.Done()
+		return
+	}
+	if err != nil {
+		call.res = brpopResult{err: fmt.Errorf("redistransport: brpop: %w", err)}
+		close(call.done)
+		c.records.Done()
+		return
+	}
+	key := kv[0][len(t.ks.prefix):]
+	queue := key
+	for _, q := range c.queuesFromKeys(call.keys) {
+		if q.key == kv[0] {
+			queue = q.queue
+			break
+		}
+	}
+	p := &popped{queue: queue, key: key, at: time.Now(), raw: replyBytes(kv[1]), rec: newRecordState()}
+	p.msg, p.msgErr = kombu.DecodeEnvelope(p.raw)
+	if p.msgErr == nil {
+		di := p.msg.Properties.DeliveryInfo
+		p.tag, p.exchange, p.routingKey = p.msg.Properties.DeliveryTag, di.Exchange, orDefault(di.RoutingKey, queue)
+	}
+	call.res = brpopResult{p: p, waited: waited}
+	close(call.done) // hand it out now; the record may follow
+	c.recordQ <- p
+}
+
+// recordLoop records the messages BRPOP delivers, each recordDelay
 // after its BRPOP returned unless it is acknowledged first (or sooner
 // when something waits for the record, or the consumer closes).
 func (c *Consumer) recordLoop() {
@@ -1087,7 +1093,6 @@ func (c *Consumer) Close() error {
 			c.buffered = nil
 		}
 		c.records.Wait()
-		close(c.brpopCalls) // no BRPOP starts now: closed is set
 		close(c.recordQ)
 		c.loops.Wait()
 		c.t.mu.Lock()
