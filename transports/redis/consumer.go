@@ -28,12 +28,16 @@ type Consumer struct {
 	fetchMu  sync.Mutex
 	buffered []*Delivery // popped and recorded, not yet handed out
 	inflight *brpopCall  // the outstanding BRPOP, if any
-	// quiet: the last message came from a BRPOP that waited for it, so
-	// the next fetch goes straight to BRPOP instead of first running a
-	// pop script that would most likely find the queues empty again.
+	// quiet: the last message came from a BRPOP that left every queue
+	// empty, so the next fetch goes straight to BRPOP instead of first
+	// running a pop script that would most likely find them empty again.
 	quiet bool
-	// waitedAfter is brpopWaited (tests lengthen it).
-	waitedAfter time.Duration
+	// brpopExists: BRPOP goes out pipelined with EXISTS, whose reply
+	// sets quiet. Only with a client whose read timeout (which applies to
+	// a whole pipeline) leaves BRPOP a second to spare; otherwise BRPOP
+	// goes alone (go-redis extends its read timeout) and the next fetch
+	// starts with the pop script.
+	brpopExists bool
 	// recordAfter is recordDelay (tests change it).
 	recordAfter time.Duration
 
@@ -204,19 +208,15 @@ func waitRecorded(ctx context.Context, ds ...*Delivery) error {
 type brpopResult struct {
 	p   *popped
 	err error
-	// waited: the BRPOP blocked for a while before a message came, so the
-	// queues were empty and the producers are slower than this worker.
-	waited bool
+	// drained: after the BRPOP, every queue it watched was empty (EXISTS
+	// in the same pipeline), so the producers are not ahead of this
+	// worker.
+	drained bool
 }
 
 // recordDelay is how long a message BRPOP delivered stays unrecorded,
 // waiting for its ack to make the record unnecessary (see recordState).
 const recordDelay = time.Millisecond
-
-// brpopWaited is how long a BRPOP must take before its message counts as
-// one it waited for (a round trip to a queue with a backlog is far
-// shorter).
-const brpopWaited = time.Millisecond
 
 // brpopCall is a BRPOP running in the background: res is set before done
 // is closed; whoever next holds fetchMu takes it.
@@ -251,8 +251,12 @@ func (t *Transport) consume(queues []string) (*Consumer, error) {
 	}
 	c := &Consumer{t: t, queues: qs, closing: make(chan struct{}), done: make(chan struct{}),
 		ackKick: make(chan struct{}, 1), ackDone: make(chan struct{}), linger: ackLinger,
-		waitedAfter: brpopWaited, recordAfter: recordDelay,
-		recordQ: make(chan *popped, 16)}
+		recordAfter: recordDelay,
+		recordQ:     make(chan *popped, 16)}
+	if rc, ok := t.client.(*redis.Client); ok {
+		rt := rc.Options().ReadTimeout
+		c.brpopExists = rt < 0 || rt > t.opts.PollTimeout+time.Second
+	}
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -405,7 +409,7 @@ func (c *Consumer) FetchNotify(ctx context.Context, max int, idle func()) ([]*De
 				if r.p == nil {
 					continue // BRPOP timed out; go round again
 				}
-				c.quiet = r.waited
+				c.quiet = r.drained
 				c.rotate(r.p.queue)
 				// Hand it out at once: the next Fetch pops the rest of a
 				// burst, and an idle queue's single message is not
@@ -547,9 +551,24 @@ func (c *Consumer) waitBRPOP(idle *func()) {
 // call.done, then queues the message for its record.
 func (c *Consumer) brpop(call *brpopCall) {
 	t := c.t
-	start := time.Now()
-	kv, err := t.client.BRPop(context.Background(), t.opts.PollTimeout, call.keys...).Result()
-	waited := time.Since(start) >= c.waitedAfter
+	// EXISTS runs once BRPOP has returned (a client's pipelined commands
+	// wait for its blocked one): it tells whether messages are left,
+	// without another round trip and whatever the timing.
+	ctx := context.Background()
+	var kv []string
+	var err error
+	drained := false
+	if c.brpopExists {
+		pipe := t.client.Pipeline()
+		pop := pipe.BRPop(ctx, t.opts.PollTimeout, call.keys...)
+		left := pipe.Exists(ctx, call.keys...)
+		_, _ = pipe.Exec(ctx) // the commands carry their errors
+		kv, err = pop.Result()
+		n, lerr := left.Result()
+		drained = lerr == nil && n == 0
+	} else {
+		kv, err = t.client.BRPop(ctx, t.opts.PollTimeout, call.keys...).Result()
+	}
 	if errors.Is(err, redis.Nil) {
 		close(call.done)
 		c.records.Done()
@@ -575,7 +594,7 @@ func (c *Consumer) brpop(call *brpopCall) {
 		di := p.msg.Properties.DeliveryInfo
 		p.tag, p.exchange, p.routingKey = p.msg.Properties.DeliveryTag, di.Exchange, orDefault(di.RoutingKey, queue)
 	}
-	call.res = brpopResult{p: p, waited: waited}
+	call.res = brpopResult{p: p, drained: drained}
 	close(call.done) // hand it out now; the record may follow
 	c.recordQ <- p
 }

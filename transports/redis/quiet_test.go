@@ -25,21 +25,41 @@ func fetchCalls(c redis.Cmder) string {
 	return ""
 }
 
-// TestQuietQueueWaitsWithBRPOP: after a message a BRPOP had to wait for,
-// the next fetch waits with BRPOP at once (as kombu's consumer does)
-// instead of first running a pop script on queues that are most likely
-// still empty; once a BRPOP finds a message without waiting, fetches go
-// back to popping batches with the script.
+// TestQuietQueueWaitsWithBRPOP: after a message BRPOP delivered and
+// left every queue empty (EXISTS pipelined after it), the next fetch
+// waits with BRPOP at once (as kombu's consumer does) instead of first
+// running a pop script on queues that are most likely still empty; once
+// BRPOP leaves messages behind, fetches go back to popping batches with
+// the script. With a client whose read timeout would cut a pipelined
+// BRPOP short, BRPOP goes alone and fetches always try the script first.
 func TestQuietQueueWaitsWithBRPOP(t *testing.T) {
+	for _, exists := range []bool{true, false} {
+		name := map[bool]string{true: "exists", false: "short read timeout"}[exists]
+		t.Run(name, func(t *testing.T) { quietQueue(t, exists) })
+	}
+}
+
+func quietQueue(t *testing.T, exists bool) {
 	q := "quiet"
 	tr := queueWith(t, q, "qt", 0)
 	log := &cmdlog.Log{Name: fetchCalls}
 	tr.client.AddHook(log)
 	c := consumeT(t, tr, q)
-	// Waits of 50 ms count as waiting, a loaded machine's round trip does
-	// not.
-	c.waitedAfter = 25 * time.Millisecond
+	if !c.brpopExists {
+		t.Fatal("a client with go-redis's default read timeout does not pipeline EXISTS")
+	}
+	c.brpopExists = exists
 	ctx := ctxT(t)
+	want := func(what, got, withExists, without string) {
+		t.Helper()
+		w := without
+		if exists {
+			w = withExists
+		}
+		if got != w {
+			t.Fatalf("%s: calls %q, want %q", what, got, w)
+		}
+	}
 
 	fetchAfterPush := func(tag string) {
 		t.Helper()
@@ -61,26 +81,18 @@ func TestQuietQueueWaitsWithBRPOP(t *testing.T) {
 
 	// An empty queue: the pop script finds nothing, then BRPOP waits.
 	fetchAfterPush("a")
-	if got := log.Take(); got != "pop brpop" {
-		t.Fatalf("first fetch: calls %q, want the pop script, then brpop", got)
-	}
-	// The message was waited for: the next fetch goes straight to BRPOP.
+	want("first fetch", log.Take(), "pop brpop", "pop brpop")
+	// BRPOP left the queue empty: the next fetch goes straight to BRPOP.
 	fetchAfterPush("b")
-	if got := log.Take(); got != "brpop" {
-		t.Fatalf("fetch after a waited-for message: calls %q, want brpop and no pop script", got)
-	}
+	want("fetch after BRPOP emptied the queue", log.Take(), "brpop", "pop brpop")
 
-	// A backlog: BRPOP returns at once, and the fetch after it pops a
-	// batch with the script.
+	// A backlog: BRPOP leaves messages behind, and the fetch after it
+	// pops a batch with the script.
 	pushTagged(t, tr, q, "c", 9)
 	fetchN(t, c, 1)
-	if got := log.Take(); got != "brpop" {
-		t.Fatalf("first fetch of the backlog: calls %q, want brpop", got)
-	}
+	want("first fetch of the backlog", log.Take(), "brpop", "pop")
 	ds := fetchN(t, c, 4)
-	if got := log.Take(); got != "pop" {
-		t.Fatalf("second fetch of the backlog: calls %q, want the pop script", got)
-	}
+	want("second fetch of the backlog", log.Take(), "pop", "pop")
 	for i, d := range ds {
 		if want := "c-000" + string(rune('1'+i)); d.Tag != want {
 			t.Errorf("delivery %d: tag %s, want %s", i, d.Tag, want)
