@@ -199,6 +199,7 @@ type pipeline struct {
 	popping      atomic.Int32 // fetches in flight that have not found the broker empty
 	lastBatch    atomic.Int32 // messages the last non-empty fetch brought
 	directRuns   atomic.Int64 // jobs runDirect ran (tests)
+	opCtx        atomic.Pointer[opDeadline]
 	heldStop     chan struct{}
 	prefetchBase int
 	// popTracked: the consumer reports when a fetch finds the broker empty
@@ -358,7 +359,7 @@ func (p *pipeline) fetchLoop() {
 			once.Do(func() {
 				close(done)
 				if track && p.popping.Add(-1) == 0 {
-					p.results.signal()
+					p.results.nudge()
 				}
 				p.tokens.poke()
 			})
@@ -485,7 +486,7 @@ func (p *pipeline) runJob(j *job) {
 	p.running.Add(1)
 	p.execute(j)
 	if p.running.Add(-1) == 0 && len(p.work) == 0 {
-		p.results.signal() // the writer may be waiting for more
+		p.results.nudge() // the writer may be waiting for more
 	}
 }
 
@@ -623,11 +624,8 @@ func (p *pipeline) settleOne(a ackJob, batch *[]*transports.Delivery) {
 // settled).
 func (p *pipeline) retryBroker(what string, op func(context.Context) error) {
 	backoff := 50 * time.Millisecond
-	ctx := context.WithoutCancel(p.workCtx)
 	for attempt := 0; ; attempt++ {
-		opCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := op(opCtx)
-		cancel()
+		err := op(p.opContext())
 		if err == nil || errors.Is(err, transports.ErrClosed) {
 			return
 		}
@@ -643,6 +641,29 @@ func (p *pipeline) retryBroker(what string, op func(context.Context) error) {
 		time.Sleep(backoff)
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// opDeadline is a context shared by broker and backend calls.
+type opDeadline struct {
+	ctx    context.Context
+	cancel context.CancelFunc // called by the context's own timer
+	renew  time.Time          // hand out a fresh one from then on
+}
+
+// opContext returns a context for one broker or backend call whose
+// deadline is 20 to 30 seconds away. Calls made within 10 seconds of one
+// another share it, so a call arms no timer of its own: arming one wakes
+// an idle thread of the Go runtime, a cost an idle worker's task would
+// pay on its way to the result.
+func (p *pipeline) opContext() context.Context {
+	now := time.Now()
+	if d := p.opCtx.Load(); d != nil && now.Before(d.renew) {
+		return d.ctx
+	}
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(p.workCtx), now.Add(30*time.Second))
+	d := &opDeadline{ctx: ctx, cancel: cancel, renew: now.Add(10 * time.Second)}
+	p.opCtx.Store(d)
+	return ctx
 }
 
 // resultLinger bounds how long the result writer waits for more results
@@ -681,6 +702,18 @@ func (q *resultQueue) signal() {
 	select {
 	case q.sig <- struct{}{}:
 	default:
+	}
+}
+
+// nudge wakes a writer that lingers for more results (it has some
+// queued) to look again whether more are coming; a writer with nothing
+// queued is left asleep.
+func (q *resultQueue) nudge() {
+	q.mu.Lock()
+	n := len(q.jobs)
+	q.mu.Unlock()
+	if n > 0 {
+		q.signal()
 	}
 }
 
