@@ -180,6 +180,13 @@ func (r *recordState) begin() bool {
 	return true
 }
 
+// over reports whether the record attempt is over (written or dropped).
+func (r *recordState) over() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.finished
+}
+
 func (r *recordState) isRecorded() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -607,7 +614,9 @@ func (c *Consumer) recordLoop() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for p := range c.recordQ {
-		if d := time.Until(p.at.Add(c.recordAfter)); d > 0 {
+		// Most often the task has started (and dropped the record) by
+		// the time this runs: then no timer is armed.
+		if d := time.Until(p.at.Add(c.recordAfter)); d > 0 && !p.rec.over() {
 			timer.Reset(d)
 			select {
 			case <-timer.C:
