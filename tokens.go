@@ -18,8 +18,8 @@ type tokenPool struct {
 	// one by one does not wake the fetcher for each.
 	want int
 	wake chan struct{} // signalled when the waiter may proceed
-	// holds > 0 defers waking the waiter (see hold).
-	holds int
+	// pauses > 0 defers waking the waiter (see pause).
+	pauses int
 }
 
 func newTokenPool(n int) *tokenPool {
@@ -75,9 +75,9 @@ func (tp *tokenPool) debit() {
 // poke wakes a waiting acquireAtLeast so that it evaluates need again.
 func (tp *tokenPool) poke() {
 	tp.mu.Lock()
-	held := tp.holds > 0
+	paused := tp.pauses > 0
 	tp.mu.Unlock()
-	if !held {
+	if !paused {
 		tp.signal()
 	}
 }
@@ -88,30 +88,30 @@ func (tp *tokenPool) release(n int) {
 	}
 	tp.mu.Lock()
 	tp.avail += n
-	wake := tp.holds == 0 && tp.want > 0 && tp.avail >= tp.want
+	wake := tp.pauses == 0 && tp.want > 0 && tp.avail >= tp.want
 	tp.mu.Unlock()
 	if wake {
 		tp.signal()
 	}
 }
 
-// hold defers waking the waiter until the matching unhold: tokens
+// pause defers waking the waiter until the matching resume: tokens
 // released meanwhile are free at once for an acquire that comes by, but
-// the fetcher parked in acquireAtLeast is woken only when the last hold
-// ends. The pipeline holds the pool while it runs a task in the goroutine
-// that fetched it, so that starting the next fetch does not compete with
-// the task and its result.
-func (tp *tokenPool) hold() {
+// the fetcher parked in acquireAtLeast is woken only when the last pause
+// ends. The pipeline pauses the pool while it runs a task in the
+// goroutine that fetched it, so that starting the next fetch does not
+// compete with the task and its result.
+func (tp *tokenPool) pause() {
 	tp.mu.Lock()
-	tp.holds++
+	tp.pauses++
 	tp.mu.Unlock()
 }
 
-// unhold ends a hold; the last one wakes the waiter to look again.
-func (tp *tokenPool) unhold() {
+// resume ends a pause; the last one wakes the waiter to look again.
+func (tp *tokenPool) resume() {
 	tp.mu.Lock()
-	tp.holds--
-	wake := tp.holds == 0 && tp.want > 0
+	tp.pauses--
+	wake := tp.pauses == 0 && tp.want > 0
 	tp.mu.Unlock()
 	if wake {
 		tp.signal()

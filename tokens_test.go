@@ -214,10 +214,10 @@ func TestBusy(t *testing.T) {
 	}
 }
 
-// TestTokenPoolHold: while the pool is held, releases and pokes do not
-// wake the waiting fetcher (the tokens are free all the same); the last
-// unhold wakes it.
-func TestTokenPoolHold(t *testing.T) {
+// TestTokenPoolPause: while the pool is paused, releases and pokes do
+// not wake the waiting fetcher (the tokens are free all the same); the
+// last resume wakes it.
+func TestTokenPoolPause(t *testing.T) {
 	tp := newTokenPool(2)
 	if n := tp.acquire(context.Background()); n != 2 {
 		t.Fatalf("acquire = %d, want 2", n)
@@ -225,33 +225,33 @@ func TestTokenPoolHold(t *testing.T) {
 	got := make(chan int, 1)
 	go func() { got <- tp.acquireAtLeast(context.Background(), func() int { return 1 }) }()
 	waitWant(t, tp)
-	tp.hold()
-	tp.hold()
+	tp.pause()
+	tp.pause()
 	tp.release(1)
 	tp.poke()
-	tp.unhold()
+	tp.resume()
 	select {
 	case n := <-got:
-		t.Fatalf("woken with %d tokens while held", n)
+		t.Fatalf("woken with %d tokens while paused", n)
 	case <-time.After(50 * time.Millisecond):
 	}
 	tp.release(1)
-	tp.unhold()
+	tp.resume()
 	select {
 	case n := <-got:
 		if n != 2 {
-			t.Fatalf("after the last unhold: acquired %d, want 2", n)
+			t.Fatalf("after the last resume: acquired %d, want 2", n)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("the last unhold did not wake the waiter")
+		t.Fatal("the last resume did not wake the waiter")
 	}
-	// Held or not, an acquire that comes by takes free tokens at once.
+	// Paused or not, an acquire that comes by takes free tokens at once.
 	tp.release(1)
-	tp.hold()
+	tp.pause()
 	if n := tp.acquire(context.Background()); n != 1 {
-		t.Fatalf("acquire while held = %d, want 1", n)
+		t.Fatalf("acquire while paused = %d, want 1", n)
 	}
-	tp.unhold()
+	tp.resume()
 }
 
 // waitWant waits until a goroutine waits in tp.acquireAtLeast.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -200,6 +201,8 @@ type pipeline struct {
 	lastBatch    atomic.Int32 // messages the last non-empty fetch brought
 	directRuns   atomic.Int64 // jobs runDirect ran (tests)
 	opCtx        atomic.Pointer[opDeadline]
+	pauseMu      sync.Mutex
+	pauses       []*directPause // of direct runs in progress
 	heldStop     chan struct{}
 	prefetchBase int
 	// popTracked: the consumer reports when a fetch finds the broker empty
@@ -266,8 +269,14 @@ func (p *pipeline) run() {
 	}
 	fetchWG.Add(1)
 	go func() { defer fetchWG.Done(); p.fetchLoop() }()
+	watchStop := make(chan struct{})
+	if p.popTracked {
+		heldWG.Add(1)
+		go func() { defer heldWG.Done(); p.directWatch(watchStop) }()
+	}
 
 	fetchWG.Wait()
+	close(watchStop)
 	// Held ETA tasks go back to the broker; then no one sends more work.
 	for _, j := range p.timer.stop() {
 		p.held.Add(-1)
@@ -373,7 +382,7 @@ func (p *pipeline) fetchLoop() {
 		}
 		direct := track && waited && len(ds) == 1 && p.tryDirect()
 		if direct {
-			p.tokens.hold()
+			p.tokens.pause()
 		}
 		p.tokens.release(n - len(ds))
 		<-prev
@@ -490,13 +499,47 @@ func (p *pipeline) runJob(j *job) {
 	}
 }
 
-// directGrace bounds how long a task run by runDirect defers the next
-// fetch.
-const directGrace = time.Millisecond
+// A task run by runDirect defers the next fetch until its result is
+// written; directWatch ends the deferral of one that has run for
+// directGrace, looking every directCheck (a timer per task would cost
+// the task's way to its result more than the deferral saves).
+const (
+	directGrace = time.Millisecond
+	directCheck = 100 * time.Millisecond
+)
+
+// directPause is the pause runDirect puts on the token pool.
+type directPause struct {
+	once  sync.Once
+	since time.Time
+}
+
+func (d *directPause) end(p *pipeline) { d.once.Do(p.tokens.resume) }
+
+// directWatch ends the pauses of direct runs that have lasted directGrace,
+// every directCheck, until stop is closed.
+func (p *pipeline) directWatch(stop <-chan struct{}) {
+	tk := time.NewTicker(directCheck)
+	defer tk.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-tk.C:
+			p.pauseMu.Lock()
+			for _, d := range p.pauses {
+				if now.Sub(d.since) >= directGrace {
+					d.end(p)
+				}
+			}
+			p.pauseMu.Unlock()
+		}
+	}
+}
 
 // tryDirect reports whether a message a fetch waited for may run in the
 // fetching goroutine: no job is waiting for an executor and a permit is
-// free (it is taken). The caller then holds the token pool and calls
+// free (it is taken). The caller then pauses the token pool and calls
 // runDirect.
 func (p *pipeline) tryDirect() bool {
 	if len(p.work) > 0 || p.fetchCtx.Err() != nil {
@@ -516,19 +559,24 @@ func (p *pipeline) tryDirect() bool {
 // each tens of microseconds on a busy or virtual machine, and a client
 // waiting for the result pays them (Celery's client reads the result
 // once right after publishing, then waits on pubsub, which costs it far
-// more). The next fetch waits (the token pool is held) until the result
-// is written or directGrace has passed, so it does not compete with the
-// task either. The caller holds a permit and the pool; runDirect
-// releases both.
+// more). The next fetch waits (the token pool is paused) until the
+// result is written, or for a long task until directWatch looks, so it
+// does not compete with the task either. The caller holds a permit and
+// has paused the pool; runDirect releases both.
 func (p *pipeline) runDirect(j *job) {
-	var once sync.Once
-	unhold := func() { once.Do(p.tokens.unhold) }
-	grace := time.AfterFunc(directGrace, unhold)
+	d := &directPause{since: time.Now()}
+	p.pauseMu.Lock()
+	p.pauses = append(p.pauses, d)
+	p.pauseMu.Unlock()
 	j.direct = true
 	p.directRuns.Add(1)
 	p.runJob(j)
-	grace.Stop()
-	unhold()
+	p.pauseMu.Lock()
+	if i := slices.Index(p.pauses, d); i >= 0 {
+		p.pauses = slices.Delete(p.pauses, i, i+1)
+	}
+	p.pauseMu.Unlock()
+	d.end(p)
 	<-p.permits
 }
 
