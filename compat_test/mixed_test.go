@@ -78,24 +78,31 @@ print(app.send_task("tasks.sleep", args=(3,)).id)`, brokerURL(), backendURL(), q
 	killed := time.Now()
 
 	ctx := context.Background()
-	vals, err := rc.HVals(ctx, "unacked").Result()
+	entries, err := rc.HGetAll(ctx, "unacked").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	found := false
-	for _, v := range vals {
+	tag := ""
+	for k, v := range entries {
 		if strings.Contains(v, id) {
-			found = true
+			tag = k
 		}
 	}
-	if !found {
+	if tag == "" {
 		t.Fatalf("task %s not in unacked after kill -9", id)
+	}
+	score, err := rc.ZScore(ctx, "unacked_index", tag).Result()
+	if err != nil {
+		t.Fatalf("task %s in unacked but not in unacked_index: %v", id, err)
 	}
 
 	// kombu 5.2 sweeps when a worker starts and then only every ~100 s:
-	// start the Python worker once the entry is past the visibility timeout.
+	// start the Python worker once the entry is past the visibility
+	// timeout. Its score is the record's time rounded up to the second,
+	// as kombu writes it, so that is up to a second after the kill.
+	pastVisibility := time.Unix(int64(score), 0).Add(2500 * time.Millisecond)
 	eventually(t, 10*time.Second, "the visibility timeout to pass", func() bool {
-		return time.Since(killed) > 2500*time.Millisecond
+		return time.Since(killed) > 2500*time.Millisecond && time.Now().After(pastVisibility)
 	})
 	startPyWorker(t, map[string]string{"COMPAT_BROKER": brokerURL(), "COMPAT_BACKEND": backendURL(),
 		"COMPAT_VISIBILITY": "2", "COMPAT_ACKS_LATE": "1"}, "-Q", q, "-c", "1", "-n", uniq(t, "py")+"@%h")
