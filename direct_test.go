@@ -53,14 +53,7 @@ type directWorker struct {
 
 func startDirectWorker(t *testing.T, concurrency int, register func(w *Worker)) *directWorker {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", "127.0.0.1:6379", time.Second)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis required under CI: %v", err)
-		}
-		t.Skipf("no redis: %v", err)
-	}
-	c.Close()
+	RequireRedisServer(t)
 	ctx := context.Background()
 	b := make([]byte, 4)
 	rand.Read(b)
@@ -211,4 +204,19 @@ func TestRedisDirectTaskKeepsLimits(t *testing.T) {
 			}
 		})
 	}
+}
+
+// RequireRedisServer skips t without a Redis on 127.0.0.1:6379, or fails
+// it under CI (CI=true), where a missing service is an error. Exported for
+// the external tests of this package.
+func RequireRedisServer(t testing.TB) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", "127.0.0.1:6379", time.Second)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("redis required under CI: %v", err)
+		}
+		t.Skipf("no redis: %v", err)
+	}
+	c.Close()
 }

@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
-	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,23 +18,11 @@ import (
 
 const integrationRedis = "redis://127.0.0.1:6379/3"
 
-func requireRedisServer(t *testing.T) {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", "127.0.0.1:6379", time.Second)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis required under CI: %v", err)
-		}
-		t.Skipf("no redis: %v", err)
-	}
-	c.Close()
-}
-
 // A warm shutdown in the middle of a backlog loses nothing and runs
 // nothing twice: every task either has its result or is back in the queue,
 // and kombu's unacked hash is empty afterwards.
 func TestRedisWarmShutdownLosesNothing(t *testing.T) {
-	requireRedisServer(t)
+	celerity.RequireRedisServer(t)
 	for _, late := range []bool{false, true} {
 		name := "acks early"
 		if late {

@@ -694,7 +694,7 @@ func (p *pipeline) retryBroker(what string, op func(context.Context) error) {
 // opDeadline is a context shared by broker and backend calls.
 type opDeadline struct {
 	ctx    context.Context
-	cancel context.CancelFunc // called by the context's own timer
+	cancel context.CancelFunc // not called: the context ends at its deadline
 	renew  time.Time          // hand out a fresh one from then on
 }
 
