@@ -253,7 +253,7 @@ func TestBRPOPDeliveryRecordedAfterHandOut(t *testing.T) {
 			}
 		} else {
 			c.AckAsync(d)
-			if err := waitRecorded(ctx, d); err != nil {
+			if err := c.waitRecorded(ctx, d); err != nil {
 				t.Fatal(err)
 			}
 		}

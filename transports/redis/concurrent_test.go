@@ -50,7 +50,7 @@ func TestConcurrentFetch(t *testing.T) {
 				}
 				// A BRPOP delivery may be handed out before its record
 				// lands; it is in unacked once the record is over.
-				if err := waitRecorded(ctx, ds...); err != nil {
+				if err := c.waitRecorded(ctx, ds...); err != nil {
 					errs <- err
 				}
 				for _, d := range ds {

@@ -51,11 +51,18 @@ type Consumer struct {
 	records sync.WaitGroup // BRPOPs started and not yet recorded
 	// Records of BRPOP deliveries are written by one long-lived goroutine
 	// (a fresh goroutine per record grew its stack through the Redis
-	// client's call path every time), woken by a channel: arming a timer
-	// as the message comes in would cost its hand-out more (the runtime
-	// wakes its network poller for a timer earlier than its sleep).
+	// client's call path every time). Neither waking it nor arming a
+	// timer happens as the message comes in: either would wake an idle
+	// thread of the Go runtime on the task's way to its result.
 	recordQ chan *popped
 	loops   sync.WaitGroup
+	// pending holds BRPOP messages not yet handed to the recorder: the
+	// hand-out wakes no goroutine. The next Fetch passes them on (most
+	// have been acknowledged by then and need nothing), as does anything
+	// that waits for a record, and the recorder takes what is left every
+	// recordSweep.
+	pendMu  sync.Mutex
+	pending []*popped
 
 	// Acks wait here for the next pop script call to carry them; the ack
 	// flusher sends what no pop took within ackLinger.
@@ -195,7 +202,8 @@ func (r *recordState) isRecorded() bool {
 
 // waitRecorded has every delivery's record written now and waits until
 // each attempt is over.
-func waitRecorded(ctx context.Context, ds ...*Delivery) error {
+func (c *Consumer) waitRecorded(ctx context.Context, ds ...*Delivery) error {
+	c.passPending(true)
 	for _, d := range ds {
 		if d == nil {
 			continue
@@ -223,7 +231,12 @@ type brpopResult struct {
 
 // recordDelay is how long a message BRPOP delivered stays unrecorded,
 // waiting for its ack to make the record unnecessary (see recordState).
-const recordDelay = time.Millisecond
+// recordSweep bounds how long one stays pending when no Fetch follows
+// (every token held by messages waiting for busy executors).
+const (
+	recordDelay = time.Millisecond
+	recordSweep = 50 * time.Millisecond
+)
 
 // brpopCall is a BRPOP running in the background: res is set before done
 // is closed; whoever next holds fetchMu takes it.
@@ -389,6 +402,7 @@ func (c *Consumer) FetchNotify(ctx context.Context, max int, idle func()) ([]*De
 	if max < 1 {
 		max = 1
 	}
+	c.passPending(false)
 	c.fetchMu.Lock()
 	defer c.fetchMu.Unlock()
 	for {
@@ -602,33 +616,92 @@ func (c *Consumer) brpop(call *brpopCall) {
 		p.tag, p.exchange, p.routingKey = p.msg.Properties.DeliveryTag, di.Exchange, orDefault(di.RoutingKey, queue)
 	}
 	call.res = brpopResult{p: p, drained: drained}
+	c.pendMu.Lock()
+	c.pending = append(c.pending, p)
+	c.pendMu.Unlock()
 	close(call.done) // hand it out now; the record may follow
-	c.recordQ <- p
 }
 
-// recordLoop records the messages BRPOP delivers, each recordDelay
-// after its BRPOP returned unless it is acknowledged first (or sooner
-// when something waits for the record, or the consumer closes).
+// takePending empties pending. Messages whose record is over already
+// (acknowledged before it was written) are done with here; the rest are
+// returned.
+func (c *Consumer) takePending() []*popped {
+	c.pendMu.Lock()
+	ps := c.pending
+	c.pending = nil
+	c.pendMu.Unlock()
+	live := ps[:0]
+	for _, p := range ps {
+		if p.rec.over() {
+			c.records.Done()
+		} else {
+			live = append(live, p)
+		}
+	}
+	return live
+}
+
+// passPending hands pending messages to the recorder; with block false,
+// those that do not fit in its queue stay pending.
+func (c *Consumer) passPending(block bool) {
+	ps := c.takePending()
+	for i, p := range ps {
+		if block {
+			c.recordQ <- p
+			continue
+		}
+		select {
+		case c.recordQ <- p:
+		default:
+			c.pendMu.Lock()
+			c.pending = append(ps[i:len(ps):len(ps)], c.pending...)
+			c.pendMu.Unlock()
+			return
+		}
+	}
+}
+
+// recordLoop records the BRPOP messages passed to it, and every
+// recordSweep those still pending (see recordOne).
 func (c *Consumer) recordLoop() {
 	defer c.loops.Done()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	for p := range c.recordQ {
-		// Most often the task has started (and dropped the record) by
-		// the time this runs: then no timer is armed.
-		if d := time.Until(p.at.Add(c.recordAfter)); d > 0 && !p.rec.over() {
-			timer.Reset(d)
-			select {
-			case <-timer.C:
-			case <-p.rec.now:
-				timer.Stop()
-			case <-c.closing:
-				timer.Stop()
+	sweep := time.NewTicker(recordSweep)
+	defer sweep.Stop()
+	for {
+		select {
+		case p, ok := <-c.recordQ:
+			if !ok {
+				return
+			}
+			c.recordOne(p, timer)
+		case <-sweep.C:
+			for _, p := range c.takePending() {
+				c.recordOne(p, timer)
 			}
 		}
-		c.recordBRPOPed(p)
-		c.records.Done()
 	}
+}
+
+// recordOne writes p's record once recordAfter has passed since BRPOP
+// returned it, unless it is acknowledged first (or sooner when something
+// waits for it, or the consumer closes).
+func (c *Consumer) recordOne(p *popped, timer *time.Timer) {
+	// Most often the task has started (and dropped the record) by the
+	// time this runs: then no timer is armed.
+	if d := time.Until(p.at.Add(c.recordAfter)); d > 0 && !p.rec.over() {
+		timer.Reset(d)
+		select {
+		case <-timer.C:
+		case <-p.rec.now:
+			timer.Stop()
+		case <-c.closing:
+			timer.Stop()
+		}
+	}
+	c.recordBRPOPed(p)
+	c.records.Done()
 }
 
 // recordBRPOPed records a BRPOP result in unacked (from Go when cjson
@@ -752,6 +825,7 @@ func (c *Consumer) delivery(ctx context.Context, p *popped) *Delivery {
 			recorded := p.recorded
 			if p.rec != nil {
 				p.rec.hurry()
+				c.passPending(true)
 				<-p.rec.done
 				recorded = p.rec.isRecorded()
 			}
@@ -810,7 +884,7 @@ func (c *Consumer) Ack(ctx context.Context, ds ...*Delivery) error {
 	if len(tags) == 0 {
 		return nil
 	}
-	if err := waitRecorded(ctx, ds...); err != nil {
+	if err := c.waitRecorded(ctx, ds...); err != nil {
 		return err
 	}
 	a := &pendingAck{tags: tags, done: make(chan error, 1)}
@@ -1057,7 +1131,7 @@ func (c *Consumer) Reject(ctx context.Context, d *Delivery, requeue bool) error 
 	if !requeue {
 		return c.Ack(ctx, d)
 	}
-	if err := waitRecorded(ctx, d); err != nil {
+	if err := c.waitRecorded(ctx, d); err != nil {
 		return err
 	}
 	_, err := c.t.restoreTags(ctx, []string{d.Tag}, restoreTail)
@@ -1078,7 +1152,7 @@ func (c *Consumer) Restore(ctx context.Context, ds ...*Delivery) error {
 	if len(tags) == 0 {
 		return nil
 	}
-	if err := waitRecorded(ctx, ds...); err != nil {
+	if err := c.waitRecorded(ctx, ds...); err != nil {
 		return err
 	}
 	n, err := c.t.restoreTags(ctx, tags, restoreHead)
@@ -1120,6 +1194,7 @@ func (c *Consumer) Close() error {
 			err = c.giveBack(c.buffered)
 			c.buffered = nil
 		}
+		c.passPending(true)
 		c.records.Wait()
 		close(c.recordQ)
 		c.loops.Wait()
@@ -1136,7 +1211,7 @@ func (c *Consumer) giveBack(ds []*Delivery) error {
 	t := c.t
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := waitRecorded(ctx, ds...); err != nil {
+	if err := c.waitRecorded(ctx, ds...); err != nil {
 		return err
 	}
 	pipe := t.client.Pipeline()
