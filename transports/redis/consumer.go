@@ -123,10 +123,11 @@ type popped struct {
 // delay, so its message costs Redis the BRPOP alone, and the result's
 // store is not queued behind a record and an ack (kombu: BRPOP, record,
 // ack). A message the worker keeps (ETA, rate limit, acks late, no free
-// executor) is recorded once the delay is over. The window in which only
-// this process holds the message is the BRPOP reply to the task's start
-// or, at most, to the record's reply: kombu's is the BRPOP reply to its
-// record's reply.
+// executor) is recorded once the delay is over and the next Fetch has
+// started, or at the recorder's next sweep (recordSweep) if no Fetch
+// follows. The window in which only this process holds the message is
+// the BRPOP reply to the task's start or to the record's reply: kombu's
+// is the BRPOP reply to its record's reply.
 //
 // What must not run before the record lands is a settlement of a
 // recorded message, so Ack, Reject, Restore and give-back have the
