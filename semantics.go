@@ -63,6 +63,7 @@ func (p *pipeline) rateReserve(j *job) (at time.Time, wait bool) {
 // slot. Like Celery's prefetch increment for ETA tasks, a held message
 // gives its prefetch token back (and raises the broker's prefetch count).
 func (p *pipeline) hold(j *job, at time.Time) {
+	p.keep(j.d)
 	p.tokens.release(1)
 	p.held.Add(1)
 	p.kickHeld()

@@ -617,6 +617,22 @@ func (p *pipeline) dispatchDue(j *job) {
 	}
 }
 
+// keeper is implemented by consumers that record a delivery as unacked
+// only if it is not acknowledged soon after the hand-out (the Redis
+// consumer, for a message BRPOP brought): Keep says the worker will hold
+// the deliveries unacknowledged for a while (acks late, ETA, rate limit),
+// so their records must not wait.
+type keeper interface {
+	Keep(ds ...*transports.Delivery)
+}
+
+// keep tells the consumer that d stays unacknowledged for a while.
+func (p *pipeline) keep(d *transports.Delivery) {
+	if k, ok := p.cons.(keeper); ok {
+		k.Keep(d)
+	}
+}
+
 // asyncAcker is implemented by consumers that batch and retry acks
 // themselves (the Redis consumer: the next fetch carries them), so an ack
 // needs no round trip through the ack loop.
@@ -899,6 +915,9 @@ func (p *pipeline) receive(j *job) bool {
 	}
 	j.t, j.reg = t, reg
 	j.req = p.newRequest(d, t)
+	if p.acksLate(j) {
+		p.keep(d) // its record must be in place while it runs
+	}
 	w.track.reserve(j)
 	if w.log.Enabled(p.fetchCtx, slog.LevelInfo) {
 		attrs := []any{"task_id", t.ID, "task_name", t.Name}

@@ -901,6 +901,25 @@ func (c *Consumer) Ack(ctx context.Context, ds ...*Delivery) error {
 	}
 }
 
+// Keep says the worker holds the deliveries unacknowledged for a while
+// (acks late, ETA, rate limit): a BRPOP delivery's record is written now
+// instead of after recordDelay (it does not wait for it to be written).
+func (c *Consumer) Keep(ds ...*Delivery) {
+	kept := false
+	for _, d := range ds {
+		if d == nil {
+			continue
+		}
+		if r, ok := d.Token.(*recordState); ok && !r.over() {
+			r.hurry()
+			kept = true
+		}
+	}
+	if kept {
+		c.passPending(false)
+	}
+}
+
 // AckAsync acknowledges deliveries without waiting: the next pop script
 // call carries the acks, or the flusher sends them within ackLinger, and
 // retries them while Redis is unreachable. The worker uses it for acks

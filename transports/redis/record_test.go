@@ -106,3 +106,34 @@ func TestBRPOPRecordDeferred(t *testing.T) {
 		t.Fatalf("Ack: commands %q, want the record, then the ack", got)
 	}
 }
+
+// TestBRPOPRecordKept: a delivery the worker keeps (acks late, ETA) is
+// recorded at once on Keep, without the delay and without another Fetch.
+func TestBRPOPRecordKept(t *testing.T) {
+	const q = "reckept"
+	tr := queueWith(t, q, "rk", 0)
+	c := consumeT(t, tr, q)
+	c.recordAfter = time.Hour
+	ctx := ctxT(t)
+	got := make(chan []*Delivery, 1)
+	go func() {
+		ds, err := c.Fetch(ctx, 1)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- ds
+	}()
+	waitFor(t, func() bool { return c.brpops.Load() > 0 })
+	pushTagged(t, tr, q, "kept", 1)
+	ds := <-got
+	if len(ds) != 1 {
+		t.Fatalf("fetched %d", len(ds))
+	}
+	if h, _ := unackedCounts(t, tr); h != 0 {
+		t.Fatalf("recorded before Keep with an hour's delay: %d entries", h)
+	}
+	c.Keep(ds...)
+	waitFor(t, func() bool { h, i := unackedCounts(t, tr); return h == 1 && i == 1 })
+	c.AckAsync(ds...)
+	waitFor(t, func() bool { h, i := unackedCounts(t, tr); return h == 0 && i == 0 })
+}
