@@ -119,6 +119,18 @@ func (d *directWorker) pipe() *pipeline {
 	return d.w.pipe.Load()
 }
 
+// waitIdle waits until the worker is idle: a fetch holds every free token
+// and waits for a message (it has reported the broker empty).
+func (d *directWorker) waitIdle(p *pipeline) {
+	d.t.Helper()
+	d.waitFor("a fetch waiting for a message", func() bool {
+		p.tokens.mu.Lock()
+		free := p.tokens.avail
+		p.tokens.mu.Unlock()
+		return free == 0 && p.popping.Load() == 0 && p.running.Load() == 0
+	})
+}
+
 // TestRedisIdleTaskRunsDirect: a task sent to an idle worker runs in the
 // goroutine that fetched it and its result is written from there, in
 // order after its STARTED state.
@@ -130,8 +142,7 @@ func TestRedisIdleTaskRunsDirect(t *testing.T) {
 	p := d.pipe()
 	const n = 10
 	for i := range n {
-		// Idle: the fetch is waiting in BRPOP by now.
-		time.Sleep(30 * time.Millisecond)
+		d.waitIdle(p)
 		id := d.publish("t.add")
 		d.waitFor("the result", func() bool { h := d.be.history(id); return len(h) == 2 })
 		if h := d.be.history(id); h[0] != resultstore.Started || h[1] != resultstore.Success {
@@ -180,7 +191,7 @@ func TestRedisDirectTaskKeepsLimits(t *testing.T) {
 				})
 			})
 			p := d.pipe()
-			time.Sleep(30 * time.Millisecond)
+			d.waitIdle(p)
 			long := d.publish("t.long")
 			d.waitFor("the long task to start", func() bool { return running.Load() == 1 })
 			if got := p.directRuns.Load(); got != 1 {
