@@ -380,14 +380,14 @@ func (p *pipeline) fetchLoop() {
 		if len(ds) > 0 {
 			p.lastBatch.Store(int32(len(ds)))
 		}
-		direct := track && waited && len(ds) == 1 && p.tryDirect()
-		if direct {
-			p.tokens.pause()
+		var direct *directPause
+		if track && waited && len(ds) == 1 {
+			direct = p.tryDirect()
 		}
 		p.tokens.release(n - len(ds))
 		<-prev
-		if direct {
-			p.runDirect(&job{d: ds[0]})
+		if direct != nil {
+			p.runDirect(&job{d: ds[0]}, direct)
 		} else {
 			for _, d := range ds {
 				p.work <- &job{d: d}
@@ -537,20 +537,25 @@ func (p *pipeline) directWatch(stop <-chan struct{}) {
 	}
 }
 
-// tryDirect reports whether a message a fetch waited for may run in the
+// tryDirect decides whether a message a fetch waited for may run in the
 // fetching goroutine: no job is waiting for an executor and a permit is
-// free (it is taken). The caller then pauses the token pool and calls
-// runDirect.
-func (p *pipeline) tryDirect() bool {
+// free. If so it takes the permit, pauses the token pool and returns the
+// pause, for runDirect; otherwise nil.
+func (p *pipeline) tryDirect() *directPause {
 	if len(p.work) > 0 || p.fetchCtx.Err() != nil {
-		return false
+		return nil
 	}
 	select {
 	case p.permits <- struct{}{}:
-		return true
 	default:
-		return false
+		return nil
 	}
+	p.tokens.pause()
+	d := &directPause{since: time.Now()}
+	p.pauseMu.Lock()
+	p.pauses = append(p.pauses, d)
+	p.pauseMu.Unlock()
+	return d
 }
 
 // runDirect runs a job in the goroutine that fetched it, for a worker
@@ -561,13 +566,9 @@ func (p *pipeline) tryDirect() bool {
 // once right after publishing, then waits on pubsub, which costs it far
 // more). The next fetch waits (the token pool is paused) until the
 // result is written, or for a long task until directWatch looks, so it
-// does not compete with the task either. The caller holds a permit and
-// has paused the pool; runDirect releases both.
-func (p *pipeline) runDirect(j *job) {
-	d := &directPause{since: time.Now()}
-	p.pauseMu.Lock()
-	p.pauses = append(p.pauses, d)
-	p.pauseMu.Unlock()
+// does not compete with the task either. d is tryDirect's: runDirect
+// ends the pause and gives the permit back.
+func (p *pipeline) runDirect(j *job, d *directPause) {
 	j.direct = true
 	p.directRuns.Add(1)
 	p.runJob(j)
@@ -591,13 +592,29 @@ func (p *pipeline) storeDirect(r resultJob) bool {
 	if n, _, closed := p.results.state(); n > 0 || closed {
 		return false
 	}
-	if p.w.rb != nil {
-		p.retryBroker("storing results", func(ctx context.Context) error { return p.w.rb.Store(ctx, r.meta) })
-	}
-	if r.settle != nil {
-		p.settle(r.settle, r.reject, false)
-	}
+	p.storeAndSettle([]resultJob{r}, nil)
 	return true
+}
+
+// storeAndSettle writes the jobs' results in one call (retrying while the
+// backend is unreachable), then settles their messages: a result is
+// always written before its message is acknowledged. metas is scratch
+// space for the documents, returned for reuse. The caller holds storeMu.
+func (p *pipeline) storeAndSettle(jobs []resultJob, metas []*resultstore.Meta) []*resultstore.Meta {
+	for _, r := range jobs {
+		if r.meta != nil {
+			metas = append(metas, r.meta)
+		}
+	}
+	if len(metas) > 0 && p.w.rb != nil {
+		p.retryBroker("storing results", func(ctx context.Context) error { return p.w.rb.Store(ctx, metas...) })
+	}
+	for _, r := range jobs {
+		if r.settle != nil {
+			p.settle(r.settle, r.reject, false)
+		}
+	}
+	return metas
 }
 
 // dispatchDue is called by the ETA timer when a held task is due.
@@ -862,20 +879,7 @@ func (p *pipeline) resultLoop() {
 			}
 			continue
 		}
-		metas = metas[:0]
-		for _, r := range jobs {
-			if r.meta != nil {
-				metas = append(metas, r.meta)
-			}
-		}
-		if len(metas) > 0 && p.w.rb != nil {
-			p.retryBroker("storing results", func(ctx context.Context) error { return p.w.rb.Store(ctx, metas...) })
-		}
-		for _, r := range jobs {
-			if r.settle != nil {
-				p.settle(r.settle, r.reject, false)
-			}
-		}
+		metas = p.storeAndSettle(jobs, metas[:0])
 		p.storeMu.Unlock()
 		clear(jobs)
 		spare = jobs
