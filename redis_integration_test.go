@@ -5,10 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/celerity-go/celerity"
 	"github.com/celerity-go/celerity/protocolv2"
@@ -145,3 +148,180 @@ func warmShutdownLosesNothing(t *testing.T, acksLate bool) {
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// Connections cut in the middle of a backlog lose nothing and run nothing
+// twice. While the worker drains, the test kills its broker and result
+// store connections (CLIENT KILL, this test's named clients only) again
+// and again: pops, carried acks, records and result writes fail mid-way
+// and are retried on new connections. A pop whose reply is lost leaves its
+// messages recorded in unacked; the visibility sweep brings them back.
+// Afterwards every task has one SUCCESS and ran once, and kombu's unacked
+// hash and index are empty.
+func TestRedisConnectionLossLosesNothing(t *testing.T) {
+	celerity.RequireRedisServer(t)
+	for _, late := range []bool{false, true} {
+		name := "acks early"
+		if late {
+			name = "acks late"
+		}
+		t.Run(name, func(t *testing.T) { connectionLossLosesNothing(t, late) })
+	}
+}
+
+func connectionLossLosesNothing(t *testing.T, acksLate bool) {
+	ctx := context.Background()
+	b := make([]byte, 4)
+	rand.Read(b)
+	tag := hex.EncodeToString(b)
+	pfx := "connloss_" + tag + "_"
+	name := "connloss-" + tag
+	tr, err := redistransport.New(ctx, integrationRedis, redistransport.Options{
+		GlobalKeyprefix: pfx,
+		ClientName:      name,
+		// Short enough that messages whose pop reply was lost come back
+		// within the test, long enough that no delivered task's ack (sent
+		// within milliseconds, retried on a new connection) is overtaken.
+		VisibilityTimeout: 3 * time.Second,
+		RestoreInterval:   250 * time.Millisecond,
+		Logger:            quietLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	rb, err := redisstore.New(ctx, integrationRedis+"?client_name="+name, redisstore.Options{KeyPrefix: pfx, ResultExpires: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rb.Close() })
+	opts, err := redis.ParseURL(integrationRedis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := redis.NewClient(opts)
+	t.Cleanup(func() {
+		if keys, err := admin.Keys(ctx, pfx+"*").Result(); err == nil && len(keys) > 0 {
+			admin.Del(ctx, keys...)
+		}
+		admin.Close()
+	})
+
+	var runs sync.Map // id → *atomic.Int32
+	var started atomic.Int64
+	w, err := celerity.NewWorker(tr, rb, celerity.Config{Queues: []string{"q"}, Concurrency: 4, AcksLate: acksLate, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Handle("t.work", func(ctx context.Context, r *celerity.Request) (any, error) {
+		n, _ := runs.LoadOrStore(r.ID, new(atomic.Int32))
+		n.(*atomic.Int32).Add(1)
+		started.Add(1)
+		time.Sleep(time.Millisecond)
+		return r.ID, nil
+	})
+	const total = 3000
+	ids := make([]string, total)
+	for i := range ids {
+		ids[i] = protocolv2.NewID()
+		m, err := protocolv2.Encode(&protocolv2.Task{ID: ids[i], Name: "t.work", RootID: ids[i], UTC: true},
+			protocolv2.EncodeOptions{RoutingKey: "q"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Publish(ctx, "", "q", m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fetchCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	ran := make(chan error, 1)
+	go func() { ran <- w.Run(fetchCtx, ctx) }()
+
+	// Kill the worker's connections every 20 ms while the backlog lasts
+	// (the last quarter drains undisturbed, so that no kill can hit a BRPOP
+	// reply: kombu's own pop-then-record window, which no worker closes).
+	rounds := 0
+	for started.Load() < total*3/4 && rounds < 100 {
+		time.Sleep(20 * time.Millisecond)
+		if killClients(t, admin, name) > 0 {
+			rounds++
+		}
+	}
+	if rounds < 5 {
+		t.Fatalf("only %d rounds of kills landed before the backlog was drained", rounds)
+	}
+
+	pending := map[string]bool{}
+	for _, id := range ids {
+		pending[id] = true
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for len(pending) > 0 {
+		for id := range pending {
+			doc, err := rb.Get(ctx, id)
+			if err != nil {
+				continue // a killed connection; ask again
+			}
+			if doc == nil {
+				continue
+			}
+			if doc["status"] != "SUCCESS" || doc["result"] != id {
+				t.Fatalf("task %s stored %v", id, doc)
+			}
+			delete(pending, id)
+		}
+		if len(pending) > 0 && time.Now().After(deadline) {
+			t.Fatalf("%d of %d tasks have no result after %d rounds of killed connections", len(pending), total, rounds)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no warm shutdown")
+	}
+	if n, _ := admin.HLen(ctx, pfx+"unacked").Result(); n != 0 {
+		t.Errorf("%d entries left in unacked", n)
+	}
+	if n, _ := admin.ZCard(ctx, pfx+"unacked_index").Result(); n != 0 {
+		t.Errorf("%d entries left in unacked_index", n)
+	}
+	twice := 0
+	runs.Range(func(k, v any) bool {
+		if n := v.(*atomic.Int32).Load(); n != 1 {
+			twice++
+			if twice <= 5 {
+				t.Errorf("task %s ran %d times", k, n)
+			}
+		}
+		return true
+	})
+	t.Logf("%d tasks, %d rounds of killed connections, %d tasks ran more than once", total, rounds, twice)
+}
+
+// killClients kills every connection named name and returns how many.
+func killClients(t *testing.T, admin *redis.Client, name string) int {
+	t.Helper()
+	list, err := admin.ClientList(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := 0
+	for _, line := range strings.Split(list, "\n") {
+		if !strings.Contains(line, " name="+name+" ") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if id, ok := strings.CutPrefix(f, "id="); ok {
+				if admin.Do(context.Background(), "CLIENT", "KILL", "ID", id).Err() == nil {
+					killed++
+				}
+			}
+		}
+	}
+	return killed
+}
