@@ -13,6 +13,17 @@ func BenchmarkDecodeEnvelope(b *testing.B) {
 	}
 }
 
+func BenchmarkDecodeEnvelopeString(b *testing.B) {
+	data := string(readCapture(b, "redis-5.2-task-basic.json"))
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := DecodeEnvelopeString(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkAppendEnvelope(b *testing.B) {
 	m, err := DecodeEnvelope(readCapture(b, "redis-5.2-task-basic.json"))
 	if err != nil {

@@ -2,6 +2,7 @@ package kombu
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/celerity-go/celerity/internal/pyliteral"
 )
@@ -471,4 +473,64 @@ func TestAMQPCaptures(t *testing.T) {
 			c.check(t, m, body)
 		})
 	}
+}
+
+// DecodeEnvelopeString decodes every capture exactly as DecodeEnvelope
+// does, with its plain string values pointing into the input and the
+// escaped ones (decoded through the decoder's scratch buffer, which the
+// next escaped string reuses) copied.
+func TestDecodeEnvelopeString(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join(captureDir, "redis-*-task-*.json"))
+	if len(files) == 0 {
+		t.Fatal("no captures")
+	}
+	for _, p := range files {
+		raw := readCapture(t, filepath.Base(p))
+		m, err := DecodeEnvelope(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		s := string(raw)
+		ms, err := DecodeEnvelopeString(s)
+		if err != nil {
+			t.Fatalf("%s: DecodeEnvelopeString: %v", p, err)
+		}
+		if a, b := fmt.Sprintf("%#v", *m), fmt.Sprintf("%#v", *ms); a != b {
+			t.Errorf("%s: DecodeEnvelopeString gave\n%s\nwant\n%s", p, b, a)
+		}
+		if id, ok := ms.Headers["id"].(string); ok && !within(id, s) {
+			t.Errorf("%s: headers.id is a copy, not a view of the input", p)
+		}
+		if !within(ms.Properties.DeliveryTag, s) {
+			t.Errorf("%s: delivery_tag is a copy, not a view of the input", p)
+		}
+	}
+	env := `{"body": "", "headers": {"argsrepr": "(\"a\", 1)", "kwargsrepr": "{\"k\": \"\u00e9\"}", "origin": "gen1@h"},` +
+		` "properties": {"delivery_tag": "t\"1", "correlation_id": "c-1", "reply_to": "r\/2", "x-extra": "v"}}`
+	ms, err := DecodeEnvelopeString(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"argsrepr": `("a", 1)`, "kwargsrepr": `{"k": "é"}`, "origin": "gen1@h"}
+	for k, v := range want {
+		if got := ms.Headers[k]; got != v {
+			t.Errorf("headers[%s] = %q, want %q", k, got, v)
+		}
+	}
+	p := ms.Properties
+	if p.DeliveryTag != `t"1` || p.CorrelationID != "c-1" || p.ReplyTo != "r/2" || p.Extra["x-extra"] != "v" {
+		t.Errorf("properties = %+v", p)
+	}
+	if within(ms.Headers["argsrepr"].(string), env) || !within(ms.Headers["origin"].(string), env) {
+		t.Error("an escaped value must be a copy and a plain one a view")
+	}
+}
+
+// within reports whether s's bytes lie inside in's.
+func within(s, in string) bool {
+	if len(s) == 0 {
+		return false
+	}
+	a, b := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(unsafe.StringData(in)))
+	return a >= b && a+uintptr(len(s)) <= b+uintptr(len(in))
 }

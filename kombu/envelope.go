@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"slices"
 	"strconv"
+	"unsafe"
 )
 
 // DecodeEnvelope parses a kombu Redis JSON envelope (one list item or
@@ -27,14 +28,26 @@ import (
 // *DecodeError.
 func DecodeEnvelope(data []byte) (*Message, error) {
 	m := &Message{}
-	if err := decodeEnvelopeInto(m, data); err != nil {
+	if err := decodeEnvelopeInto(m, data, false); err != nil {
 		return nil, &DecodeError{Err: fmt.Errorf("envelope: %w", err)}
 	}
 	return m, nil
 }
 
-func decodeEnvelopeInto(m *Message, data []byte) error {
-	d := jsonDecoder{data: data}
+// DecodeEnvelopeString is DecodeEnvelope for an envelope held in a
+// string, such as a Redis reply: the message's string fields point into s
+// instead of being copied (s is immutable, so they stay valid for as long
+// as they are used). The body is a copy, as with DecodeEnvelope.
+func DecodeEnvelopeString(s string) (*Message, error) {
+	m := &Message{}
+	if err := decodeEnvelopeInto(m, unsafe.Slice(unsafe.StringData(s), len(s)), true); err != nil {
+		return nil, &DecodeError{Err: fmt.Errorf("envelope: %w", err)}
+	}
+	return m, nil
+}
+
+func decodeEnvelopeInto(m *Message, data []byte, shared bool) error {
+	d := jsonDecoder{data: data, shared: shared}
 	d.skipWS()
 	var rawBody []byte
 	hasBody := false
@@ -144,32 +157,36 @@ func (d *jsonDecoder) optString() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		return internValue(b), nil
+		if v, ok := internValue(b); ok {
+			return v, nil
+		}
+		return d.text(b), nil
 	}
 	return "", d.fail("expecting string")
 }
 
-// internValue returns common property values without allocating.
-func internValue(b []byte) string {
+// internValue returns common property values without allocating; ok is
+// false for any other value.
+func internValue(b []byte) (string, bool) {
 	switch string(b) {
 	case "":
-		return ""
+		return "", true
 	case "utf-8":
-		return "utf-8"
+		return "utf-8", true
 	case "binary":
-		return "binary"
+		return "binary", true
 	case "application/json":
-		return "application/json"
+		return "application/json", true
 	case "application/x-msgpack":
-		return "application/x-msgpack"
+		return "application/x-msgpack", true
 	case "application/x-yaml":
-		return "application/x-yaml"
+		return "application/x-yaml", true
 	case "base64":
-		return "base64"
+		return "base64", true
 	case "celery":
-		return "celery"
+		return "celery", true
 	}
-	return string(b)
+	return "", false
 }
 
 // optScalarString reads a string, number or null and returns it as text
@@ -184,7 +201,7 @@ func (d *jsonDecoder) optScalarString() (string, error) {
 		if _, err := d.number(); err != nil {
 			return "", err
 		}
-		return string(d.data[start:d.pos]), nil
+		return d.text(d.data[start:d.pos]), nil
 	}
 	return "", d.fail("expecting string or number")
 }
@@ -247,7 +264,7 @@ func (d *jsonDecoder) properties(p *Properties) error {
 			}
 			err = d.deliveryInfo(&p.DeliveryInfo)
 		default:
-			k := string(key)
+			k := d.text(key)
 			var v any
 			v, err = d.value()
 			if err == nil {

@@ -2,6 +2,7 @@ package kombu
 
 import (
 	"bytes"
+	"fmt"
 	"path/filepath"
 	"testing"
 )
@@ -25,11 +26,18 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add([]byte(`{"body": "abc", "properties": {"priority": null, "delivery_info": null}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := DecodeEnvelope(data)
+		ms, errs := DecodeEnvelopeString(string(data))
+		if (err == nil) != (errs == nil) {
+			t.Fatalf("DecodeEnvelope error %v, DecodeEnvelopeString error %v", err, errs)
+		}
 		if err != nil {
-			if m != nil {
+			if m != nil || ms != nil {
 				t.Fatal("message returned with error")
 			}
 			return
+		}
+		if a, b := fmt.Sprintf("%#v", *m), fmt.Sprintf("%#v", *ms); a != b {
+			t.Fatalf("DecodeEnvelopeString differs:\n%s\n%s", b, a)
 		}
 		out, err := AppendEnvelope(nil, m)
 		if err != nil {

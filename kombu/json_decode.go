@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // maxJSONDepth bounds nesting so hostile input cannot exhaust the stack.
@@ -24,6 +25,19 @@ type jsonDecoder struct {
 	depth   int
 	markers bool // convert kombu >= 5.3 {"__type__", "__value__"} markers
 	buf     []byte
+	// shared: data is immutable for good (it is a Go string's bytes), so
+	// the strings the decoder returns may point into it instead of being
+	// copies.
+	shared bool
+}
+
+// text returns b, which aliases data or buf, as a string: a view of data
+// when data is shared, a copy otherwise.
+func (d *jsonDecoder) text(b []byte) string {
+	if d.shared && len(b) > 0 && !d.aliasesBuf(b) {
+		return unsafe.String(&b[0], len(b))
+	}
+	return string(b)
 }
 
 type jsonSyntaxError struct {
@@ -214,7 +228,10 @@ func (d *jsonDecoder) object() (any, error) {
 func (d *jsonDecoder) objectSized(hint int) (any, error) {
 	m := make(map[string]any, hint)
 	err := d.objectMembers(func(key []byte) error {
-		k := internKey(key)
+		k, ok := internKey(key)
+		if !ok {
+			k = d.text(key)
+		}
 		v, err := d.value()
 		if err != nil {
 			return err
@@ -235,109 +252,110 @@ func (d *jsonDecoder) objectSized(hint int) (any, error) {
 	return m, nil
 }
 
-// internKey returns well-known keys without allocating. A switch on the
+// internKey returns well-known keys without allocating; ok is false for
+// any other key, which the caller must copy. A switch on the
 // bytes compiles to length and content comparisons without hashing, which
 // is cheaper than a map lookup for these short keys.
-func internKey(b []byte) string {
+func internKey(b []byte) (key string, ok bool) {
 	switch string(b) {
 	case "lang":
-		return "lang"
+		return "lang", true
 	case "task":
-		return "task"
+		return "task", true
 	case "id":
-		return "id"
+		return "id", true
 	case "shadow":
-		return "shadow"
+		return "shadow", true
 	case "eta":
-		return "eta"
+		return "eta", true
 	case "expires":
-		return "expires"
+		return "expires", true
 	case "group":
-		return "group"
+		return "group", true
 	case "group_index":
-		return "group_index"
+		return "group_index", true
 	case "retries":
-		return "retries"
+		return "retries", true
 	case "timelimit":
-		return "timelimit"
+		return "timelimit", true
 	case "root_id":
-		return "root_id"
+		return "root_id", true
 	case "parent_id":
-		return "parent_id"
+		return "parent_id", true
 	case "argsrepr":
-		return "argsrepr"
+		return "argsrepr", true
 	case "kwargsrepr":
-		return "kwargsrepr"
+		return "kwargsrepr", true
 	case "origin":
-		return "origin"
+		return "origin", true
 	case "ignore_result":
-		return "ignore_result"
+		return "ignore_result", true
 	case "replaced_task_nesting":
-		return "replaced_task_nesting"
+		return "replaced_task_nesting", true
 	case "stamped_headers":
-		return "stamped_headers"
+		return "stamped_headers", true
 	case "stamps":
-		return "stamps"
+		return "stamps", true
 	case "compression":
-		return "compression"
+		return "compression", true
 	case "redelivered":
-		return "redelivered"
+		return "redelivered", true
 	case "callbacks":
-		return "callbacks"
+		return "callbacks", true
 	case "errbacks":
-		return "errbacks"
+		return "errbacks", true
 	case "chain":
-		return "chain"
+		return "chain", true
 	case "chord":
-		return "chord"
+		return "chord", true
 	case "args":
-		return "args"
+		return "args", true
 	case "kwargs":
-		return "kwargs"
+		return "kwargs", true
 	case "options":
-		return "options"
+		return "options", true
 	case "subtask_type":
-		return "subtask_type"
+		return "subtask_type", true
 	case "immutable":
-		return "immutable"
+		return "immutable", true
 	case "task_id":
-		return "task_id"
+		return "task_id", true
 	case "reply_to":
-		return "reply_to"
+		return "reply_to", true
 	case "group_id":
-		return "group_id"
+		return "group_id", true
 	case "status":
-		return "status"
+		return "status", true
 	case "result":
-		return "result"
+		return "result", true
 	case "traceback":
-		return "traceback"
+		return "traceback", true
 	case "children":
-		return "children"
+		return "children", true
 	case "date_done":
-		return "date_done"
+		return "date_done", true
 	case "name":
-		return "name"
+		return "name", true
 	case "worker":
-		return "worker"
+		return "worker", true
 	case "queue":
-		return "queue"
+		return "queue", true
 	case "delivery_info":
-		return "delivery_info"
+		return "delivery_info", true
 	case "__type__":
-		return "__type__"
+		return "__type__", true
 	case "__value__":
-		return "__value__"
+		return "__value__", true
 	case "hex":
-		return "hex"
+		return "hex", true
 	case "exc_type":
-		return "exc_type"
+		return "exc_type", true
 	case "exc_message":
-		return "exc_message"
+		return "exc_message", true
 	case "exc_module":
-		return "exc_module"
+		return "exc_module", true
 	}
-	return string(b)
+	return "", false
 }
 
 func (d *jsonDecoder) str() (any, error) {
@@ -345,7 +363,7 @@ func (d *jsonDecoder) str() (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return string(b), nil
+	return d.text(b), nil
 }
 
 // rawString parses a JSON string at d.pos and returns its unescaped UTF-8

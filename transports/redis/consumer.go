@@ -101,7 +101,8 @@ type popped struct {
 	queue    string
 	key      string    // unprefixed list key it came from
 	at       time.Time // when BRPOP returned it (the record's time)
-	raw      []byte
+	text     string    // the payload as the Redis client read it
+	raw      []byte    // text's bytes (replyBytes)
 	recorded bool
 	// rec is set for a BRPOP result: it is handed out before its record
 	// in unacked finishes (see recordState).
@@ -536,7 +537,7 @@ func (c *Consumer) popBatch(ctx context.Context, queues []string, max int) ([]*D
 		q := queues[qi-1]
 		served = append(served, q)
 		// Work out which key it came from only when needed (give-back).
-		p := &popped{queue: q, raw: replyBytes(raw), recorded: rec == 1}
+		p := &popped{queue: q, text: raw, raw: replyBytes(raw), recorded: rec == 1}
 		if d := c.delivery(ctx, p); d != nil {
 			ds = append(ds, d)
 		}
@@ -610,8 +611,8 @@ func (c *Consumer) brpop(call *brpopCall) {
 			break
 		}
 	}
-	p := &popped{queue: queue, key: key, at: time.Now(), raw: replyBytes(kv[1]), rec: newRecordState()}
-	p.msg, p.msgErr = kombu.DecodeEnvelope(p.raw)
+	p := &popped{queue: queue, key: key, at: time.Now(), text: kv[1], raw: replyBytes(kv[1]), rec: newRecordState()}
+	p.msg, p.msgErr = kombu.DecodeEnvelopeString(p.text)
 	if p.msgErr == nil {
 		di := p.msg.Properties.DeliveryInfo
 		p.tag, p.exchange, p.routingKey = p.msg.Properties.DeliveryTag, di.Exchange, orDefault(di.RoutingKey, queue)
@@ -804,7 +805,9 @@ func (c *Consumer) recordPopped(p *popped) bool {
 // without copying it (a kilobyte per task). The client allocated the
 // string for this reply alone and nothing else holds it, and no one
 // writes to a delivery's raw bytes: the decoder and the scripts only read
-// them, and the decoded body is a copy.
+// them, and the decoded body is a copy. The envelope is decoded from the
+// string itself (kombu.DecodeEnvelopeString): its header and property
+// strings point into the payload instead of being copied.
 func replyBytes(s string) []byte {
 	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
@@ -815,7 +818,7 @@ func replyBytes(s string) []byte {
 func (c *Consumer) delivery(ctx context.Context, p *popped) *Delivery {
 	m, err := p.msg, p.msgErr
 	if m == nil && err == nil {
-		m, err = kombu.DecodeEnvelope(p.raw)
+		m, err = kombu.DecodeEnvelopeString(p.text)
 	}
 	if err == nil && m.Properties.DeliveryTag == "" {
 		err = errors.New("no properties.delivery_tag")
