@@ -325,3 +325,122 @@ func killClients(t *testing.T, admin *redis.Client, name string) int {
 	}
 	return killed
 }
+
+// An idle worker whose connections are killed while it waits in BRPOP
+// (and while its result store is idle) reconnects and serves the tasks
+// that come afterwards, one at a time, each once.
+func TestRedisIdleWorkerSurvivesConnectionLoss(t *testing.T) {
+	celerity.RequireRedisServer(t)
+	ctx := context.Background()
+	b := make([]byte, 4)
+	rand.Read(b)
+	tag := hex.EncodeToString(b)
+	pfx := "idleloss_" + tag + "_"
+	name := "idleloss-" + tag
+	tr, err := redistransport.New(ctx, integrationRedis, redistransport.Options{
+		GlobalKeyprefix: pfx, ClientName: name, Logger: quietLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	rb, err := redisstore.New(ctx, integrationRedis+"?client_name="+name, redisstore.Options{KeyPrefix: pfx, ResultExpires: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rb.Close() })
+	opts, err := redis.ParseURL(integrationRedis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := redis.NewClient(opts)
+	t.Cleanup(func() {
+		if keys, err := admin.Keys(ctx, pfx+"*").Result(); err == nil && len(keys) > 0 {
+			admin.Del(ctx, keys...)
+		}
+		admin.Close()
+	})
+	var runs sync.Map // id → *atomic.Int32
+	w, err := celerity.NewWorker(tr, rb, celerity.Config{Queues: []string{"q"}, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Handle("t.echo", func(ctx context.Context, r *celerity.Request) (any, error) {
+		n, _ := runs.LoadOrStore(r.ID, new(atomic.Int32))
+		n.(*atomic.Int32).Add(1)
+		return r.ID, nil
+	})
+	fetchCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	ran := make(chan error, 1)
+	go func() { ran <- w.Run(fetchCtx, ctx) }()
+
+	publish := func() string {
+		id := protocolv2.NewID()
+		m, err := protocolv2.Encode(&protocolv2.Task{ID: id, Name: "t.echo", RootID: id, UTC: true},
+			protocolv2.EncodeOptions{RoutingKey: "q"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Publish(ctx, "", "q", m); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	waitResult := func(id string) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			doc, err := rb.Get(ctx, id)
+			if err == nil && doc != nil {
+				if doc["status"] != "SUCCESS" || doc["result"] != id {
+					t.Fatalf("task %s stored %v", id, doc)
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no result for %s (last error %v)", id, err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	// One task first: the worker is connected and then waits in BRPOP.
+	waitResult(publish())
+	kills := 0
+	var ids []string
+	var slowest time.Duration
+	for round := range 5 {
+		time.Sleep(50 * time.Millisecond)
+		n := killClients(t, admin, name)
+		if n == 0 {
+			t.Fatalf("round %d: no connection named %s to kill", round, name)
+		}
+		kills += n
+		for range 4 {
+			t0 := time.Now()
+			id := publish()
+			waitResult(id)
+			ids = append(ids, id)
+			slowest = max(slowest, time.Since(t0))
+		}
+	}
+	stop()
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no warm shutdown")
+	}
+	for _, id := range ids {
+		v, ok := runs.Load(id)
+		if !ok || v.(*atomic.Int32).Load() != 1 {
+			t.Errorf("task %s did not run exactly once", id)
+		}
+	}
+	if n, _ := admin.HLen(ctx, pfx+"unacked").Result(); n != 0 {
+		t.Errorf("%d entries left in unacked", n)
+	}
+	t.Logf("%d connections killed in 5 rounds, %d tasks served after them, the slowest in %v", kills, len(ids), slowest)
+}
