@@ -392,17 +392,27 @@ func (t *Transport) RestoreVisible(ctx context.Context) (int, error) {
 	mutex := t.ks.key(t.opts.UnackedMutexKey)
 	token := newToken()
 	ok, err := t.client.SetNX(ctx, mutex, token, t.opts.UnackedMutexExpire).Result()
-	if err != nil || !ok {
+	unsure := err != nil
+	if err == nil && !ok {
+		// The client sends a command again when a broken connection lost
+		// its reply; if the first SET NX was applied, the repeat finds the
+		// mutex set by ourselves. Only our token says so.
+		cur, gerr := t.client.Get(ctx, mutex).Result()
+		ok = gerr == nil && cur == token
+		if gerr != nil && !errors.Is(gerr, redis.Nil) {
+			unsure, err = true, gerr
+		}
+	}
+	if ok || unsure {
+		// Release even if ctx is done, so the mutex does not linger until
+		// unacked_mutex_expire, which would stop every process's sweep.
+		// When a failure leaves it unknown whether the mutex is ours, the
+		// release deletes it only if it holds our token.
+		defer t.releaseMutex(context.WithoutCancel(ctx), mutex, token)
+	}
+	if !ok {
 		return 0, err
 	}
-	defer func() {
-		// Release even if ctx is done, so the mutex does not linger.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := unlockScript.Run(rctx, t.client, []string{mutex}, token).Err(); err != nil {
-			t.log.Warn("could not release unacked mutex", "error", err)
-		}
-	}()
 	ceil := float64(time.Now().UnixNano())/1e9 - t.opts.VisibilityTimeout.Seconds()
 	by := &redis.ZRangeBy{Max: strconv.FormatFloat(ceil, 'f', -1, 64), Min: "0"}
 	if t.opts.UnackedRestoreLimit > 0 {
@@ -421,6 +431,28 @@ func (t *Transport) RestoreVisible(ctx context.Context) (int, error) {
 		t.log.Info("restored messages past the visibility timeout", "count", n)
 	}
 	return n, err
+}
+
+// releaseMutex deletes the sweep mutex if it still holds token, trying a
+// few times within 5 s: a connection broken under the release must not
+// leave the mutex to expire on its own.
+func (t *Transport) releaseMutex(ctx context.Context, mutex, token string) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	wait := 10 * time.Millisecond
+	for {
+		err := unlockScript.Run(ctx, t.client, []string{mutex}, token).Err()
+		if err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.log.Warn("could not release unacked mutex", "error", err)
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 // Close closes the consumers still open and, when the transport dialed
