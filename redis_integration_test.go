@@ -27,57 +27,18 @@ const integrationRedis = "redis://127.0.0.1:6379/3"
 // and kombu's unacked hash is empty afterwards.
 func TestRedisWarmShutdownLosesNothing(t *testing.T) {
 	celerity.RequireRedisServer(t)
-	for _, late := range []bool{false, true} {
-		name := "acks early"
-		if late {
-			name = "acks late"
-		}
-		t.Run(name, func(t *testing.T) { warmShutdownLosesNothing(t, late) })
-	}
+	inBothAckModes(t, warmShutdownLosesNothing)
 }
 
 func warmShutdownLosesNothing(t *testing.T, acksLate bool) {
 	ctx := context.Background()
-	b := make([]byte, 4)
-	rand.Read(b)
-	pfx := "warmstop_" + hex.EncodeToString(b) + "_"
-	tr, err := redistransport.New(ctx, integrationRedis, redistransport.Options{GlobalKeyprefix: pfx})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tr.Close() })
-	rb, err := redisstore.New(ctx, integrationRedis, redisstore.Options{KeyPrefix: pfx, ResultExpires: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rb.Close() })
-	rc := tr.Client()
-	// Registered after the closes, so it runs before them (cleanups run
-	// last-in first-out) while the client is still open.
-	t.Cleanup(func() {
-		keys, err := rc.Keys(ctx, pfx+"*").Result()
-		if err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-		if len(keys) > 0 {
-			rc.Del(ctx, keys...)
-		}
-	})
+	k := newKillable(t, "warmstop", redistransport.Options{})
+	tr, rb, rc, pfx := k.tr, k.rb, k.admin, k.pfx
 
-	var runs runCounter
-	w, err := celerity.NewWorker(tr, rb, celerity.Config{Queues: []string{"q"}, Concurrency: 4, AcksLate: acksLate, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Handle("t.work", runs.handler(time.Millisecond))
 	const total = 2000
-	ids := make([]string, total)
-	for i := range ids {
-		ids[i] = publishTask(t, tr, "t.work")
-	}
-	fetchCtx, stop := context.WithCancel(ctx)
-	ran := make(chan error, 1)
-	go func() { ran <- w.Run(fetchCtx, ctx) }()
+	ids := publishTasks(t, tr, "t.work", total)
+	var runs runCounter
+	w := startWorker(t, k, celerity.Config{Concurrency: 4, AcksLate: acksLate}, "t.work", runs.handler(time.Millisecond))
 	deadline := time.Now().Add(30 * time.Second)
 	for runs.started.Load() < 300 {
 		if time.Now().After(deadline) {
@@ -85,15 +46,7 @@ func warmShutdownLosesNothing(t *testing.T, acksLate bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	stop()
-	select {
-	case err := <-ran:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no warm shutdown")
-	}
+	w.stop()
 
 	stored := 0
 	for _, id := range ids {
@@ -130,6 +83,17 @@ func warmShutdownLosesNothing(t *testing.T, acksLate bool) {
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
+// inBothAckModes runs test as two subtests, acks early and acks late.
+func inBothAckModes(t *testing.T, test func(t *testing.T, acksLate bool)) {
+	for _, late := range []bool{false, true} {
+		name := "acks early"
+		if late {
+			name = "acks late"
+		}
+		t.Run(name, func(t *testing.T) { test(t, late) })
+	}
+}
+
 // runCounter counts the runs of every task id its handler serves.
 type runCounter struct {
 	runs    sync.Map // id → *atomic.Int32
@@ -164,6 +128,58 @@ func (c *runCounter) checkOnce(t *testing.T) int {
 	return twice
 }
 
+// runningWorker is a worker started by startWorker.
+type runningWorker struct {
+	t      *testing.T
+	cancel context.CancelFunc // ends fetching
+	ran    chan error
+}
+
+// startWorker runs a worker on k's transport and store, consuming queue
+// "q" with cfg (quiet), serving task name with h. Cleanup stops it if the
+// test has not.
+func startWorker(t *testing.T, k *killable, cfg celerity.Config, name string, h celerity.Handler) *runningWorker {
+	t.Helper()
+	cfg.Queues, cfg.Logger = []string{"q"}, quietLogger()
+	w, err := celerity.NewWorker(k.tr, k.rb, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Handle(name, h); err != nil {
+		t.Fatal(err)
+	}
+	fetchCtx, stop := context.WithCancel(context.Background())
+	rw := &runningWorker{t: t, cancel: stop, ran: make(chan error, 1)}
+	go func() { rw.ran <- w.Run(fetchCtx, context.Background()) }()
+	t.Cleanup(stop)
+	return rw
+}
+
+// stop shuts the worker down warmly and waits for Run to return.
+func (rw *runningWorker) stop() {
+	rw.t.Helper()
+	rw.cancel()
+	select {
+	case err := <-rw.ran:
+		if err != nil {
+			rw.t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		rw.t.Fatal("no warm shutdown")
+	}
+}
+
+// publishTasks publishes n calls of task name to queue "q" and returns
+// their ids.
+func publishTasks(t *testing.T, tr *redistransport.Transport, name string, n int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = publishTask(t, tr, name)
+	}
+	return ids
+}
+
 // publishTask publishes a call of task name to queue "q" and returns its id.
 func publishTask(t *testing.T, tr *redistransport.Transport, name string) string {
 	t.Helper()
@@ -188,13 +204,7 @@ func publishTask(t *testing.T, tr *redistransport.Transport, name string) string
 // hash and index are empty.
 func TestRedisConnectionLossLosesNothing(t *testing.T) {
 	celerity.RequireRedisServer(t)
-	for _, late := range []bool{false, true} {
-		name := "acks early"
-		if late {
-			name = "acks late"
-		}
-		t.Run(name, func(t *testing.T) { connectionLossLosesNothing(t, late) })
-	}
+	inBothAckModes(t, connectionLossLosesNothing)
 }
 
 func connectionLossLosesNothing(t *testing.T, acksLate bool) {
@@ -208,21 +218,10 @@ func connectionLossLosesNothing(t *testing.T, acksLate bool) {
 	})
 	tr, rb, admin, pfx := k.tr, k.rb, k.admin, k.pfx
 
-	var runs runCounter
-	w, err := celerity.NewWorker(tr, rb, celerity.Config{Queues: []string{"q"}, Concurrency: 4, AcksLate: acksLate, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Handle("t.work", runs.handler(time.Millisecond))
 	const total = 3000
-	ids := make([]string, total)
-	for i := range ids {
-		ids[i] = publishTask(t, tr, "t.work")
-	}
-	fetchCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	ran := make(chan error, 1)
-	go func() { ran <- w.Run(fetchCtx, ctx) }()
+	ids := publishTasks(t, tr, "t.work", total)
+	var runs runCounter
+	w := startWorker(t, k, celerity.Config{Concurrency: 4, AcksLate: acksLate}, "t.work", runs.handler(time.Millisecond))
 
 	// Kill the worker's connections every 20 ms while the backlog lasts
 	// (the last quarter drains undisturbed, so that no kill can hit a BRPOP
@@ -265,15 +264,7 @@ func connectionLossLosesNothing(t *testing.T, acksLate bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	stop()
-	select {
-	case err := <-ran:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no warm shutdown")
-	}
+	w.stop()
 	if n, _ := admin.HLen(ctx, pfx+"unacked").Result(); n != 0 {
 		t.Errorf("%d entries left in unacked", n)
 	}
@@ -284,9 +275,9 @@ func connectionLossLosesNothing(t *testing.T, acksLate bool) {
 	t.Logf("%d tasks, %d rounds of killed connections, %d tasks ran more than once", total, rounds, twice)
 }
 
-// killable is a Redis transport and result store whose connections carry
-// a client name of their own, so that a test can kill them (and no other
-// test's), with their keys under a prefix of their own.
+// killable is a Redis transport and result store with their keys under a
+// prefix of their own and a client name of their own on their
+// connections, so that a test can kill them (and no other test's).
 type killable struct {
 	t     *testing.T
 	tr    *redistransport.Transport
@@ -390,15 +381,7 @@ func TestRedisIdleWorkerSurvivesConnectionLoss(t *testing.T) {
 	k := newKillable(t, "idleloss", redistransport.Options{})
 	tr, rb, admin, pfx := k.tr, k.rb, k.admin, k.pfx
 	var runs runCounter
-	w, err := celerity.NewWorker(tr, rb, celerity.Config{Queues: []string{"q"}, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Handle("t.echo", runs.handler(0))
-	fetchCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	ran := make(chan error, 1)
-	go func() { ran <- w.Run(fetchCtx, ctx) }()
+	w := startWorker(t, k, celerity.Config{}, "t.echo", runs.handler(0))
 
 	publish := func() string { return publishTask(t, tr, "t.echo") }
 	waitResult := func(id string) {
@@ -438,15 +421,7 @@ func TestRedisIdleWorkerSurvivesConnectionLoss(t *testing.T) {
 			slowest = max(slowest, time.Since(t0))
 		}
 	}
-	stop()
-	select {
-	case err := <-ran:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no warm shutdown")
-	}
+	w.stop()
 	if runs.started.Load() != int64(len(ids))+1 {
 		t.Errorf("%d runs for %d tasks", runs.started.Load(), len(ids)+1)
 	}
