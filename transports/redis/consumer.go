@@ -102,7 +102,6 @@ type popped struct {
 	key      string    // unprefixed list key it came from
 	at       time.Time // when BRPOP returned it (the record's time)
 	text     string    // the payload as the Redis client read it
-	raw      []byte    // text's bytes (replyBytes)
 	recorded bool
 	// rec is set for a BRPOP result: it is handed out before its record
 	// in unacked finishes (see recordState).
@@ -537,7 +536,7 @@ func (c *Consumer) popBatch(ctx context.Context, queues []string, max int) ([]*D
 		q := queues[qi-1]
 		served = append(served, q)
 		// Work out which key it came from only when needed (give-back).
-		p := &popped{queue: q, text: raw, raw: replyBytes(raw), recorded: rec == 1}
+		p := &popped{queue: q, text: raw, recorded: rec == 1}
 		if d := c.delivery(ctx, p); d != nil {
 			ds = append(ds, d)
 		}
@@ -611,7 +610,7 @@ func (c *Consumer) brpop(call *brpopCall) {
 			break
 		}
 	}
-	p := &popped{queue: queue, key: key, at: time.Now(), text: kv[1], raw: replyBytes(kv[1]), rec: newRecordState()}
+	p := &popped{queue: queue, key: key, at: time.Now(), text: kv[1], rec: newRecordState()}
 	p.msg, p.msgErr = kombu.DecodeEnvelopeString(p.text)
 	if p.msgErr == nil {
 		di := p.msg.Properties.DeliveryInfo
@@ -729,7 +728,7 @@ func (c *Consumer) recordBRPOPed(p *popped) {
 // cjson cannot.
 func (c *Consumer) recordFromGo(ctx context.Context, p *popped, m *kombu.Message) error {
 	err := c.writeRecord(ctx, m.Properties.DeliveryTag, m.Properties.DeliveryInfo.Exchange,
-		orDefault(m.Properties.DeliveryInfo.RoutingKey, p.queue), p.raw, time.Now())
+		orDefault(m.Properties.DeliveryInfo.RoutingKey, p.queue), p.raw(), time.Now())
 	if err != nil {
 		c.t.log.Error("could not record delivered message in unacked", "queue", p.queue, "error", err)
 	}
@@ -777,11 +776,11 @@ func (c *Consumer) recordPopped(p *popped) bool {
 		var recorded bool
 		var err error
 		if p.tag != "" {
-			err = c.writeRecord(ctx, p.tag, p.exchange, p.routingKey, p.raw, p.at)
+			err = c.writeRecord(ctx, p.tag, p.exchange, p.routingKey, p.raw(), p.at)
 			recorded = err == nil
 		} else {
 			var n int
-			n, err = recordScript.Run(ctx, t.client, keys, p.raw, p.queue, strconv.FormatInt(ceilSeconds(p.at), 10)).Int()
+			n, err = recordScript.Run(ctx, t.client, keys, p.text, p.queue, strconv.FormatInt(ceilSeconds(p.at), 10)).Int()
 			recorded = n == 1
 		}
 		cancel()
@@ -812,6 +811,9 @@ func replyBytes(s string) []byte {
 	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
+// raw is the payload's bytes, without a copy (replyBytes).
+func (p *popped) raw() []byte { return replyBytes(p.text) }
+
 // delivery decodes a popped message. An envelope that cannot be decoded
 // (or carries no delivery tag) is removed and logged: no kombu consumer
 // can process it either.
@@ -824,7 +826,7 @@ func (c *Consumer) delivery(ctx context.Context, p *popped) *Delivery {
 		err = errors.New("no properties.delivery_tag")
 	}
 	if err != nil {
-		c.t.log.Error("dropping undecodable message", "queue", p.queue, "error", err, "payload", truncate(p.raw, 512))
+		c.t.log.Error("dropping undecodable message", "queue", p.queue, "error", err, "payload", truncate(p.raw(), 512))
 		if m != nil && m.Properties.DeliveryTag != "" {
 			recorded := p.recorded
 			if p.rec != nil {
@@ -849,7 +851,7 @@ func (c *Consumer) delivery(ctx context.Context, p *popped) *Delivery {
 	}
 	d := &Delivery{
 		Message:     m,
-		Raw:         p.raw,
+		Raw:         p.raw(),
 		Queue:       p.queue,
 		Redelivered: redelivered,
 		Tag:         m.Properties.DeliveryTag,
