@@ -27,10 +27,18 @@ const integrationRedis = "redis://127.0.0.1:6379/3"
 // and kombu's unacked hash is empty afterwards.
 func TestRedisWarmShutdownLosesNothing(t *testing.T) {
 	celerity.RequireRedisServer(t)
-	inBothAckModes(t, warmShutdownLosesNothing)
+	inBothAckModes(t, func(t *testing.T, acksLate bool) { warmShutdownLosesNothing(t, acksLate, false) })
 }
 
-func warmShutdownLosesNothing(t *testing.T, acksLate bool) {
+// The same while the worker's connections are killed again and again
+// during the shutdown: handing the unstarted messages back, acking and
+// storing fail mid-way and are retried on new connections.
+func TestRedisWarmShutdownUnderConnectionLoss(t *testing.T) {
+	celerity.RequireRedisServer(t)
+	inBothAckModes(t, func(t *testing.T, acksLate bool) { warmShutdownLosesNothing(t, acksLate, true) })
+}
+
+func warmShutdownLosesNothing(t *testing.T, acksLate, kill bool) {
 	ctx := context.Background()
 	k := newKillable(t, "warmstop", redistransport.Options{})
 	tr, rb, rc, pfx := k.tr, k.rb, k.admin, k.pfx
@@ -46,7 +54,31 @@ func warmShutdownLosesNothing(t *testing.T, acksLate bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	kills := make(chan int, 1)
+	stopped := make(chan struct{})
+	if kill {
+		go func() {
+			n := 0
+			for {
+				n += k.kill()
+				select {
+				case <-stopped:
+					kills <- n
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		}()
+	}
 	w.stop()
+	close(stopped)
+	if kill {
+		if n := <-kills; n == 0 {
+			t.Fatal("no connection was killed during the shutdown")
+		} else {
+			t.Logf("%d connections killed during the shutdown", n)
+		}
+	}
 
 	stored := 0
 	for _, id := range ids {
