@@ -323,6 +323,12 @@ type killable struct {
 // a quiet logger filled in) and a result store; cleanup deletes the keys.
 func newKillable(t *testing.T, stem string, opts redistransport.Options) *killable {
 	t.Helper()
+	return newKillableAt(t, integrationRedis, stem, opts)
+}
+
+// newKillableAt is newKillable for the Redis at url.
+func newKillableAt(t *testing.T, url, stem string, opts redistransport.Options) *killable {
+	t.Helper()
 	ctx := context.Background()
 	b := make([]byte, 4)
 	rand.Read(b)
@@ -330,16 +336,16 @@ func newKillable(t *testing.T, stem string, opts redistransport.Options) *killab
 	k := &killable{t: t, pfx: stem + "_" + tag + "_", name: stem + "-" + tag}
 	opts.GlobalKeyprefix, opts.ClientName, opts.Logger = k.pfx, k.name, quietLogger()
 	var err error
-	if k.tr, err = redistransport.New(ctx, integrationRedis, opts); err != nil {
+	if k.tr, err = redistransport.New(ctx, url, opts); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { k.tr.Close() })
-	k.rb, err = redisstore.New(ctx, integrationRedis+"?client_name="+k.name, redisstore.Options{KeyPrefix: k.pfx, ResultExpires: time.Hour})
+	k.rb, err = redisstore.New(ctx, url+"?client_name="+k.name, redisstore.Options{KeyPrefix: k.pfx, ResultExpires: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { k.rb.Close() })
-	ropts, err := redis.ParseURL(integrationRedis)
+	ropts, err := redis.ParseURL(url)
 	if err != nil {
 		t.Fatal(err)
 	}

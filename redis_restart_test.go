@@ -1,0 +1,144 @@
+package celerity_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/celerity-go/celerity"
+	redistransport "github.com/celerity-go/celerity/transports/redis"
+)
+
+// privateRedis is a redis-server of the test's own, persisting every write
+// before it replies (appendfsync always), so that it can be killed and
+// started again with what it acknowledged.
+type privateRedis struct {
+	t    *testing.T
+	bin  string
+	args []string
+	cmd  *exec.Cmd
+	url  string
+}
+
+func startPrivateRedis(t *testing.T) *privateRedis {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("redis-server required under CI: %v", err)
+		}
+		t.Skipf("no redis-server: %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	r := &privateRedis{t: t, bin: bin, url: fmt.Sprintf("redis://127.0.0.1:%d/0", port), args: []string{
+		"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--dir", t.TempDir(),
+		"--save", "", "--appendonly", "yes", "--appendfsync", "always",
+	}}
+	r.start()
+	t.Cleanup(r.kill)
+	return r
+}
+
+func (r *privateRedis) start() {
+	r.t.Helper()
+	r.cmd = exec.Command(r.bin, r.args...)
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	opts, _ := redis.ParseURL(r.url)
+	c := redis.NewClient(opts)
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Ping(context.Background()).Err() != nil {
+		if time.Now().After(deadline) {
+			r.t.Fatal("private redis-server did not come up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// kill stops the server at once (SIGKILL), as a crash would.
+func (r *privateRedis) kill() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		r.cmd.Process.Kill()
+		r.cmd.Wait()
+	}
+}
+
+// A broker that goes away in the middle of a backlog and comes back half
+// a second later with what it acknowledged (a crash and restart of a
+// persistent Redis) costs nothing: the worker reconnects with backoff,
+// every task ends with one SUCCESS and ran once, and unacked is empty.
+func TestRedisServerRestartLosesNothing(t *testing.T) {
+	inBothAckModes(t, serverRestartLosesNothing)
+}
+
+func serverRestartLosesNothing(t *testing.T, acksLate bool) {
+	ctx := context.Background()
+	srv := startPrivateRedis(t)
+	k := newKillableAt(t, srv.url, "restart", redistransport.Options{
+		// Pops whose reply died with the server come back after this.
+		VisibilityTimeout: 5 * time.Second,
+		RestoreInterval:   250 * time.Millisecond,
+	})
+	const total = 3000
+	ids := publishTasks(t, k.tr, "t.work", total)
+	var runs runCounter
+	w := startWorker(t, k, celerity.Config{Concurrency: 4, AcksLate: acksLate}, "t.work", runs.handler(time.Millisecond))
+	deadline := time.Now().Add(30 * time.Second)
+	for runs.started.Load() < 500 {
+		if time.Now().After(deadline) {
+			t.Fatal("the worker did not get going")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	srv.kill()
+	atKill := runs.started.Load()
+	time.Sleep(500 * time.Millisecond)
+	srv.start()
+	if atKill >= total {
+		t.Fatalf("all %d tasks started before the server was killed", total)
+	}
+
+	pending := map[string]bool{}
+	for _, id := range ids {
+		pending[id] = true
+	}
+	deadline = time.Now().Add(60 * time.Second)
+	for len(pending) > 0 {
+		for id := range pending {
+			doc, err := k.rb.Get(ctx, id)
+			if err != nil || doc == nil {
+				continue
+			}
+			if doc["status"] != "SUCCESS" || doc["result"] != id {
+				t.Fatalf("task %s stored %v", id, doc)
+			}
+			delete(pending, id)
+		}
+		if len(pending) > 0 && time.Now().After(deadline) {
+			for id := range pending {
+				t.Errorf("task %s: no result; %s", id, k.whereIs(id, &runs))
+			}
+			t.Fatalf("%d of %d tasks have no result", len(pending), total)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	w.stop()
+	if n, _ := k.admin.HLen(ctx, k.pfx+"unacked").Result(); n != 0 {
+		t.Errorf("%d entries left in unacked", n)
+	}
+	twice := runs.checkOnce(t)
+	t.Logf("%d tasks, %d started when the server was killed, %d ran more than once", total, atKill, twice)
+}
