@@ -47,13 +47,7 @@ func warmShutdownLosesNothing(t *testing.T, acksLate, kill bool) {
 	ids := publishTasks(t, tr, "t.work", total)
 	var runs runCounter
 	w := startWorker(t, k, celerity.Config{Concurrency: 4, AcksLate: acksLate}, "t.work", runs.handler(time.Millisecond))
-	deadline := time.Now().Add(30 * time.Second)
-	for runs.started.Load() < 300 {
-		if time.Now().After(deadline) {
-			t.Fatal("the worker did not get going")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	runs.waitStarted(t, 300)
 	kills := make(chan int, 1)
 	stopped := make(chan struct{})
 	if kill {
@@ -140,6 +134,18 @@ func (c *runCounter) handler(d time.Duration) celerity.Handler {
 		c.started.Add(1)
 		time.Sleep(d)
 		return r.ID, nil
+	}
+}
+
+// waitStarted waits until n runs have started.
+func (c *runCounter) waitStarted(t *testing.T, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for c.started.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker started %d of %d runs", c.started.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -248,7 +254,7 @@ func connectionLossLosesNothing(t *testing.T, acksLate bool) {
 		VisibilityTimeout: 3 * time.Second,
 		RestoreInterval:   250 * time.Millisecond,
 	})
-	tr, rb, admin, pfx := k.tr, k.rb, k.admin, k.pfx
+	tr, admin, pfx := k.tr, k.admin, k.pfx
 
 	const total = 3000
 	ids := publishTasks(t, tr, "t.work", total)
@@ -269,33 +275,7 @@ func connectionLossLosesNothing(t *testing.T, acksLate bool) {
 		t.Fatalf("only %d rounds of kills landed before the backlog was drained", rounds)
 	}
 
-	pending := map[string]bool{}
-	for _, id := range ids {
-		pending[id] = true
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for len(pending) > 0 {
-		for id := range pending {
-			doc, err := rb.Get(ctx, id)
-			if err != nil {
-				continue // a killed connection; ask again
-			}
-			if doc == nil {
-				continue
-			}
-			if doc["status"] != "SUCCESS" || doc["result"] != id {
-				t.Fatalf("task %s stored %v", id, doc)
-			}
-			delete(pending, id)
-		}
-		if len(pending) > 0 && time.Now().After(deadline) {
-			for id := range pending {
-				t.Errorf("task %s: no result; %s", id, k.whereIs(id, &runs))
-			}
-			t.Fatalf("%d of %d tasks have no result after %d rounds of killed connections", len(pending), total, rounds)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	k.waitSucceeded(ids, &runs, fmt.Sprintf("after %d rounds of killed connections", rounds))
 	w.stop()
 	if n, _ := admin.HLen(ctx, pfx+"unacked").Result(); n != 0 {
 		t.Errorf("%d entries left in unacked", n)
@@ -357,6 +337,38 @@ func newKillableAt(t *testing.T, url, stem string, opts redistransport.Options) 
 		k.admin.Close()
 	})
 	return k
+}
+
+// waitSucceeded waits (up to a minute) until every task of ids has a
+// SUCCESS result that is its id, failing at once on any other document
+// and, at the deadline, with where each missing task is (after: what
+// happened to the worker, for the message).
+func (k *killable) waitSucceeded(ids []string, runs *runCounter, after string) {
+	k.t.Helper()
+	pending := map[string]bool{}
+	for _, id := range ids {
+		pending[id] = true
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for len(pending) > 0 {
+		for id := range pending {
+			doc, err := k.rb.Get(context.Background(), id)
+			if err != nil || doc == nil {
+				continue // not yet, or a killed connection: ask again
+			}
+			if doc["status"] != "SUCCESS" || doc["result"] != id {
+				k.t.Fatalf("task %s stored %v", id, doc)
+			}
+			delete(pending, id)
+		}
+		if len(pending) > 0 && time.Now().After(deadline) {
+			for id := range pending {
+				k.t.Errorf("task %s: no result; %s", id, k.whereIs(id, runs))
+			}
+			k.t.Fatalf("%d of %d tasks have no result %s", len(pending), len(ids), after)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // whereIs tells where task id's message is (queue "q", unacked) and how

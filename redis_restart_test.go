@@ -96,13 +96,7 @@ func serverRestartLosesNothing(t *testing.T, acksLate bool) {
 	ids := publishTasks(t, k.tr, "t.work", total)
 	var runs runCounter
 	w := startWorker(t, k, celerity.Config{Concurrency: 4, AcksLate: acksLate}, "t.work", runs.handler(time.Millisecond))
-	deadline := time.Now().Add(30 * time.Second)
-	for runs.started.Load() < 500 {
-		if time.Now().After(deadline) {
-			t.Fatal("the worker did not get going")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	runs.waitStarted(t, 500)
 	srv.kill()
 	atKill := runs.started.Load()
 	time.Sleep(500 * time.Millisecond)
@@ -111,30 +105,7 @@ func serverRestartLosesNothing(t *testing.T, acksLate bool) {
 		t.Fatalf("all %d tasks started before the server was killed", total)
 	}
 
-	pending := map[string]bool{}
-	for _, id := range ids {
-		pending[id] = true
-	}
-	deadline = time.Now().Add(60 * time.Second)
-	for len(pending) > 0 {
-		for id := range pending {
-			doc, err := k.rb.Get(ctx, id)
-			if err != nil || doc == nil {
-				continue
-			}
-			if doc["status"] != "SUCCESS" || doc["result"] != id {
-				t.Fatalf("task %s stored %v", id, doc)
-			}
-			delete(pending, id)
-		}
-		if len(pending) > 0 && time.Now().After(deadline) {
-			for id := range pending {
-				t.Errorf("task %s: no result; %s", id, k.whereIs(id, &runs))
-			}
-			t.Fatalf("%d of %d tasks have no result", len(pending), total)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	k.waitSucceeded(ids, &runs, "after the server's restart")
 	w.stop()
 	if n, _ := k.admin.HLen(ctx, k.pfx+"unacked").Result(); n != 0 {
 		t.Errorf("%d entries left in unacked", n)
