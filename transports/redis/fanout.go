@@ -116,7 +116,7 @@ func (s *subscription) run(in <-chan *redis.Message) {
 			if !ok {
 				return
 			}
-			m, err := kombu.DecodeEnvelope([]byte(pm.Payload))
+			m, err := kombu.DecodeEnvelopeString(pm.Payload)
 			if err != nil {
 				s.t.log.Warn("Cannot process event on channel", "channel", pm.Channel, "error", err)
 				continue
