@@ -246,7 +246,6 @@ func TestRedisConnectionLossLosesNothing(t *testing.T) {
 }
 
 func connectionLossLosesNothing(t *testing.T, acksLate bool) {
-	ctx := context.Background()
 	k := newKillable(t, "connloss", redistransport.Options{
 		// Short enough that messages whose pop reply was lost come back
 		// within the test, long enough that no delivered task's ack (sent
@@ -254,7 +253,7 @@ func connectionLossLosesNothing(t *testing.T, acksLate bool) {
 		VisibilityTimeout: 3 * time.Second,
 		RestoreInterval:   250 * time.Millisecond,
 	})
-	tr, admin, pfx := k.tr, k.admin, k.pfx
+	tr := k.tr
 
 	const total = 3000
 	ids := publishTasks(t, tr, "t.work", total)
@@ -277,12 +276,7 @@ func connectionLossLosesNothing(t *testing.T, acksLate bool) {
 
 	k.waitSucceeded(ids, &runs, fmt.Sprintf("after %d rounds of killed connections", rounds))
 	w.stop()
-	if n, _ := admin.HLen(ctx, pfx+"unacked").Result(); n != 0 {
-		t.Errorf("%d entries left in unacked", n)
-	}
-	if n, _ := admin.ZCard(ctx, pfx+"unacked_index").Result(); n != 0 {
-		t.Errorf("%d entries left in unacked_index", n)
-	}
+	k.checkUnackedEmpty()
 	twice := runs.checkOnce(t)
 	t.Logf("%d tasks, %d rounds of killed connections, %d tasks ran more than once", total, rounds, twice)
 }
@@ -371,6 +365,19 @@ func (k *killable) waitSucceeded(ids []string, runs *runCounter, after string) {
 	}
 }
 
+// checkUnackedEmpty reports entries left in kombu's unacked hash and
+// index.
+func (k *killable) checkUnackedEmpty() {
+	k.t.Helper()
+	ctx := context.Background()
+	if n, err := k.admin.HLen(ctx, k.pfx+"unacked").Result(); err != nil || n != 0 {
+		k.t.Errorf("%d entries left in unacked (%v)", n, err)
+	}
+	if n, err := k.admin.ZCard(ctx, k.pfx+"unacked_index").Result(); err != nil || n != 0 {
+		k.t.Errorf("%d entries left in unacked_index (%v)", n, err)
+	}
+}
+
 // whereIs tells where task id's message is (queue "q", unacked) and how
 // often it ran, for a failure report.
 func (k *killable) whereIs(id string, runs *runCounter) string {
@@ -427,30 +434,12 @@ func (k *killable) kill() int {
 // that come afterwards, one at a time, each once.
 func TestRedisIdleWorkerSurvivesConnectionLoss(t *testing.T) {
 	celerity.RequireRedisServer(t)
-	ctx := context.Background()
 	k := newKillable(t, "idleloss", redistransport.Options{})
-	tr, rb, admin, pfx := k.tr, k.rb, k.admin, k.pfx
 	var runs runCounter
 	w := startWorker(t, k, celerity.Config{}, "t.echo", runs.handler(0))
 
-	publish := func() string { return publishTask(t, tr, "t.echo") }
-	waitResult := func(id string) {
-		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			doc, err := rb.Get(ctx, id)
-			if err == nil && doc != nil {
-				if doc["status"] != "SUCCESS" || doc["result"] != id {
-					t.Fatalf("task %s stored %v", id, doc)
-				}
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no result for %s (last error %v)", id, err)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
+	publish := func() string { return publishTask(t, k.tr, "t.echo") }
+	waitResult := func(id string) { k.waitSucceeded([]string{id}, &runs, "after killed connections") }
 	// One task first: the worker is connected and then waits in BRPOP.
 	waitResult(publish())
 	kills := 0
@@ -476,8 +465,6 @@ func TestRedisIdleWorkerSurvivesConnectionLoss(t *testing.T) {
 		t.Errorf("%d runs for %d tasks", runs.started.Load(), len(ids)+1)
 	}
 	runs.checkOnce(t)
-	if n, _ := admin.HLen(ctx, pfx+"unacked").Result(); n != 0 {
-		t.Errorf("%d entries left in unacked", n)
-	}
+	k.checkUnackedEmpty()
 	t.Logf("%d connections killed in 5 rounds, %d tasks served after them, the slowest in %v", kills, len(ids), slowest)
 }

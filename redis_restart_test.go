@@ -85,7 +85,6 @@ func TestRedisServerRestartLosesNothing(t *testing.T) {
 }
 
 func serverRestartLosesNothing(t *testing.T, acksLate bool) {
-	ctx := context.Background()
 	srv := startPrivateRedis(t)
 	k := newKillableAt(t, srv.url, "restart", redistransport.Options{
 		// Pops whose reply died with the server come back after this.
@@ -107,9 +106,7 @@ func serverRestartLosesNothing(t *testing.T, acksLate bool) {
 
 	k.waitSucceeded(ids, &runs, "after the server's restart")
 	w.stop()
-	if n, _ := k.admin.HLen(ctx, k.pfx+"unacked").Result(); n != 0 {
-		t.Errorf("%d entries left in unacked", n)
-	}
+	k.checkUnackedEmpty()
 	twice := runs.checkOnce(t)
 	t.Logf("%d tasks, %d started when the server was killed, %d ran more than once", total, atKill, twice)
 }
