@@ -73,6 +73,26 @@ type Consumer struct {
 	ackDone   chan struct{} // closed when the flusher has exited
 	linger    time.Duration // ackLinger (tests lengthen it)
 	carried   atomic.Int64  // tags acknowledged by a pop (observability, tests)
+
+	// Pop tickets (see popScript): one per pop in flight, reused.
+	ticketMu   sync.Mutex
+	tickets    []*popTicket // free; those with a lost pop to repeat first
+	ticketKeys []string     // every ticket's key, deleted on Close
+	ticketBase string       // unique per consumer
+	popSeq     atomic.Uint64
+	repeats    atomic.Int64 // pops sent again after an error (observability, tests)
+}
+
+// popTicket is the Redis key where the pop script leaves the id of the
+// pop that last used it and the messages that pop recorded. After a pop
+// fails, the ticket keeps that pop's id and arguments: the next pop that
+// takes the ticket sends the same pop again, and gets the messages the
+// lost run recorded, if it ran.
+type popTicket struct {
+	key    string
+	id     string   // the failed pop's id, "" when none failed
+	queues []string // the failed pop's queue snapshot
+	max    int      // and its max
 }
 
 // pendingAck is tags waiting to be sent: one Ack call, or AckAsync calls
@@ -273,7 +293,8 @@ func (t *Transport) consume(queues []string) (*Consumer, error) {
 	c := &Consumer{t: t, queues: qs, closing: make(chan struct{}), done: make(chan struct{}),
 		ackKick: make(chan struct{}, 1), ackDone: make(chan struct{}), linger: ackLinger,
 		recordAfter: recordDelay,
-		recordQ:     make(chan *popped, 16)}
+		recordQ:     make(chan *popped, 16),
+		ticketBase:  t.ks.key(ticketKeyPrefix + newToken() + ".")}
 	if rc, ok := t.client.(*redis.Client); ok {
 		rt := rc.Options().ReadTimeout
 		c.brpopExists = rt < 0 || rt > t.opts.PollTimeout+time.Second
@@ -477,6 +498,12 @@ func (c *Consumer) FetchNotify(ctx context.Context, max int, idle func()) ([]*De
 		for _, q := range served {
 			c.rotate(q)
 		}
+		if len(ds) > max {
+			// A repeated pop returns what its first run took, which may
+			// be more than this caller asked for.
+			c.buffered = append(c.buffered, ds[max:]...)
+			ds = ds[:max:max]
+		}
 		if err != nil || len(ds) > 0 {
 			return ds, err
 		}
@@ -493,23 +520,39 @@ func (c *Consumer) FetchConcurrency() int { return 2 }
 
 // popBatch runs popScript for up to max messages over queues (a snapshot
 // of the cycle). It returns the deliveries and, in pop order, the queue
-// each popped message came from (for the rotation).
+// each popped message came from (for the rotation). When it takes a
+// ticket whose last pop failed, it sends that pop again instead (its
+// queues and max), which returns the messages the lost run recorded.
 func (c *Consumer) popBatch(ctx context.Context, queues []string, max int) ([]*Delivery, []string, error) {
+	return c.popWith(ctx, c.takeTicket(), queues, max)
+}
+
+// popWith is popBatch with the ticket taken.
+func (c *Consumer) popWith(ctx context.Context, tk *popTicket, queues []string, max int) ([]*Delivery, []string, error) {
 	t := c.t
 	ks := t.ks
-	keys := make([]string, 0, 2+len(ks.stepSuffix)*len(queues))
-	keys = append(keys, ks.key(t.opts.UnackedKey), ks.key(t.opts.UnackedIndexKey))
+	sent := &sendCount{}
+	if tk.id != "" {
+		queues, max = tk.queues, tk.max
+		sent.n.Store(1)
+		c.repeats.Add(1)
+	} else {
+		tk.id = strconv.FormatUint(c.popSeq.Add(1), 36)
+	}
+	keys := make([]string, 0, 3+len(ks.stepSuffix)*len(queues))
+	keys = append(keys, ks.key(t.opts.UnackedKey), ks.key(t.opts.UnackedIndexKey), tk.key)
 	for _, suffix := range ks.stepSuffix {
 		for _, q := range queues {
 			keys = append(keys, ks.prefix+q+suffix)
 		}
 	}
 	acks, ntags := c.takeAcks()
-	args := make([]any, 0, 3+len(queues)+ntags)
+	args := make([]any, 0, 6+len(queues)+ntags)
 	args = append(args, max, nowArg(), len(queues))
 	for _, q := range queues {
 		args = append(args, q)
 	}
+	args = append(args, tk.id, c.ticketTTL(), sent)
 	for _, a := range acks {
 		for _, tag := range a.tags {
 			args = append(args, tag)
@@ -521,8 +564,13 @@ func (c *Consumer) popBatch(ctx context.Context, queues []string, max int) ([]*D
 	}
 	c.settleAcks(acks, err)
 	if err != nil {
+		// Whether it ran is unknown: keep the pop for a repeat.
+		tk.queues, tk.max = queues, max
+		c.putTicket(tk)
 		return nil, nil, fmt.Errorf("redistransport: fetch: %w", err)
 	}
+	tk.id, tk.queues = "", nil
+	c.putTicket(tk)
 	c.carried.Add(int64(ntags))
 	ds := make([]*Delivery, 0, len(res)/3)
 	served := make([]string, 0, len(res)/3)
@@ -535,6 +583,16 @@ func (c *Consumer) popBatch(ctx context.Context, queues []string, max int) ([]*D
 		}
 		q := queues[qi-1]
 		served = append(served, q)
+		if rec == 2 {
+			// A repeated pop: raw is the message's unacked entry.
+			env, _, _, err := parseUnackedValue([]byte(raw))
+			if err != nil {
+				t.log.Error("could not read back a message from a pop whose reply was lost; it waits for the visibility timeout",
+					"queue", q, "error", err)
+				continue
+			}
+			raw, rec = string(env), 1
+		}
 		// Work out which key it came from only when needed (give-back).
 		p := &popped{queue: q, text: raw, recorded: rec == 1}
 		if d := c.delivery(ctx, p); d != nil {
@@ -542,6 +600,89 @@ func (c *Consumer) popBatch(ctx context.Context, queues []string, max int) ([]*D
 		}
 	}
 	return ds, served, nil
+}
+
+// sendCount is the pop script's "may be a repeat" argument: the Redis
+// client writes a command's arguments anew each time it sends it, so the
+// argument reads "0" the first time and "1" when the client sends the
+// pop again after a broken connection (or as EVAL after NOSCRIPT). The
+// script reads its ticket only then, which saves Redis a GET per pop.
+type sendCount struct{ n atomic.Int32 }
+
+var flagFirst, flagRepeat = []byte("0"), []byte("1")
+
+// MarshalBinary implements encoding.BinaryMarshaler for the Redis client.
+func (s *sendCount) MarshalBinary() ([]byte, error) {
+	if s.n.Add(1) == 1 {
+		return flagFirst, nil
+	}
+	return flagRepeat, nil
+}
+
+// ticketKeyPrefix starts the pop tickets' key names (under
+// global_keyprefix); kombu uses no key of this name.
+const ticketKeyPrefix = "_celerity.pop."
+
+// takeTicket returns a free ticket: one with a failed pop to repeat
+// first, else any, else a new one.
+func (c *Consumer) takeTicket() *popTicket {
+	if tk := c.takeLostTicket(); tk != nil {
+		return tk
+	}
+	c.ticketMu.Lock()
+	defer c.ticketMu.Unlock()
+	if n := len(c.tickets); n > 0 {
+		tk := c.tickets[n-1]
+		c.tickets = c.tickets[:n-1]
+		return tk
+	}
+	tk := &popTicket{key: c.ticketBase + strconv.Itoa(len(c.ticketKeys))}
+	c.ticketKeys = append(c.ticketKeys, tk.key)
+	return tk
+}
+
+// takeLostTicket takes a free ticket whose last pop failed, if any.
+func (c *Consumer) takeLostTicket() *popTicket {
+	c.ticketMu.Lock()
+	defer c.ticketMu.Unlock()
+	for i, tk := range c.tickets {
+		if tk.id != "" {
+			c.tickets = append(c.tickets[:i], c.tickets[i+1:]...)
+			return tk
+		}
+	}
+	return nil
+}
+
+func (c *Consumer) putTicket(tk *popTicket) {
+	c.ticketMu.Lock()
+	c.tickets = append(c.tickets, tk)
+	c.ticketMu.Unlock()
+}
+
+// ticketTTL is how long a ticket is kept, in seconds: the visibility
+// timeout, after which the sweep restores what a lost pop recorded (and a
+// repeat then finds those entries gone).
+func (c *Consumer) ticketTTL() int64 {
+	return max(int64((c.t.opts.VisibilityTimeout+time.Second-1)/time.Second), 1)
+}
+
+// repeatLostPops runs, on Close, the pops that failed and were not sent
+// again, and returns what they recorded, to be given back.
+func (c *Consumer) repeatLostPops(ctx context.Context) []*Delivery {
+	var out []*Delivery
+	for {
+		tk := c.takeLostTicket()
+		if tk == nil {
+			return out
+		}
+		ds, _, err := c.popWith(ctx, tk, nil, 0)
+		if err != nil {
+			c.t.log.Warn("could not repeat a pop whose reply was lost; its messages wait for the visibility timeout", "error", err)
+			return out
+		}
+		out = append(out, ds...)
+	}
 }
 
 // waitBRPOP runs one BRPOP in the calling Fetch's goroutine, which then
@@ -1215,10 +1356,19 @@ func (c *Consumer) Close() error {
 				}
 			}
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c.buffered = append(c.buffered, c.repeatLostPops(ctx)...)
 		if len(c.buffered) > 0 {
 			err = c.giveBack(c.buffered)
 			c.buffered = nil
 		}
+		c.ticketMu.Lock()
+		tickets := c.ticketKeys
+		c.ticketMu.Unlock()
+		if len(tickets) > 0 {
+			_ = c.t.client.Del(ctx, tickets...).Err()
+		}
+		cancel()
 		c.passPending(true)
 		c.records.Wait()
 		close(c.recordQ)

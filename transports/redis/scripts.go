@@ -9,8 +9,10 @@ import "github.com/redis/go-redis/v9"
 // and flush() writes everything queued with one ZADD and one HSET (HMSET
 // before Redis 7), in the same script that popped the messages: one call
 // per batch instead of two per message.
-// record returns 0 (and queues nothing) for a payload that is not a kombu
-// envelope with a delivery tag; the Go side then drops it.
+// record returns the delivery tag it recorded and whether the tag is free
+// of newlines (only a JSON escape can put one there; the fast path leaves
+// such tags to cjson), or nil (and queues nothing) for a payload that is
+// not a kombu envelope with a delivery tag; the Go side then drops it.
 // Envelopes laid out as kombu writes them (properties last, delivery_tag
 // its last member, delivery_info starting with exchange and routing_key,
 // no escapes in those values) take a fast path that copies the fields'
@@ -44,7 +46,7 @@ local function fastfields(v, tail)
     local s, e = find(v, 'delivery_tag": "', from, true)
     if not s then break end
     if byte(v, s - 1) == 34 then
-      tag = match(v, '^([^"\\]+)"}}%s*$', e + 1)
+      tag = match(v, '^([^"\\\n]+)"}}%s*$', e + 1)
       if tag then break end
     end
     from = e + 1
@@ -79,14 +81,14 @@ local function record(v, queue, now)
   if not tag and #v > 256 then tag, ex, rk = fastfields(v, 2) end
   if tag then
     put(now, tag, '[' .. v .. ', "' .. ex .. '", "' .. rk .. '"]')
-    return 1
+    return tag, true
   end
   local ok, env = pcall(cjson.decode, v)
-  if not ok or type(env) ~= 'table' then return 0 end
+  if not ok or type(env) ~= 'table' then return nil end
   local p = env['properties']
-  if type(p) ~= 'table' then return 0 end
+  if type(p) ~= 'table' then return nil end
   local tag = p['delivery_tag']
-  if type(tag) ~= 'string' or tag == '' then return 0 end
+  if type(tag) ~= 'string' or tag == '' then return nil end
   local ex, rk = '', queue
   local di = p['delivery_info']
   if type(di) == 'table' then
@@ -94,7 +96,7 @@ local function record(v, queue, now)
     if type(di['routing_key']) == 'string' then rk = di['routing_key'] end
   end
   put(now, tag, '[' .. v .. ', ' .. jstr(ex) .. ', ' .. jstr(rk) .. ']')
-  return 1
+  return tag, not find(tag, '\n', 1, true)
 end
 `
 
@@ -108,41 +110,81 @@ end
 // later it pops each priority step's list with RPOP's count (the same
 // order, one call per list instead of one per message).
 //
-// KEYS[1] unacked, KEYS[2] unacked_index, KEYS[3..] list keys laid out
-// step by step, each step listing the queues in ARGV order.
+// A pop's reply can be lost with its connection after Redis ran it (the
+// Redis client then sends it again, or the caller does). So the script
+// also writes a ticket: the pop's id and, for each message it recorded,
+// its delivery tag (after its queue index when there are several queues). A call that carries the id its ticket
+// already holds is such a repeat: it pops nothing and returns the unacked
+// entries of the messages the first run recorded (the caller takes each
+// payload from its entry), instead of leaving them in unacked until the
+// visibility timeout. (A tag with a newline, which only a JSON escape can
+// give, is left out of the ticket.)
+//
+// KEYS[1] unacked, KEYS[2] unacked_index, KEYS[3] the ticket, KEYS[4..]
+// list keys laid out step by step, each step listing the queues in ARGV
+// order.
 // ARGV[1] max, ARGV[2] now (Unix seconds), ARGV[3] number of queues m,
 // ARGV[3+i] queue i's name (used when delivery_info lacks routing_key),
-// ARGV[4+m..] delivery tags to acknowledge (at most maxCarriedAcks).
-// Returns a flat array {queueIndex, payload, recorded, ...}.
+// ARGV[4+m] the pop's id, ARGV[5+m] the ticket's lifetime in seconds,
+// ARGV[6+m] "1" when the call may be a repeat (only then is the ticket
+// read), ARGV[7+m..] delivery tags to acknowledge (at most
+// maxCarriedAcks).
+// Returns a flat array {queueIndex, payload, recorded, ...}: recorded is
+// 1 when the message was recorded, 0 when it is not a kombu envelope, and
+// 2 for a repeat, whose "payload" is the message's unacked entry.
 var popScript = redis.NewScript(luaRecord + `
 local max = tonumber(ARGV[1])
 local now = ARGV[2]
 local m = tonumber(ARGV[3])
-if #ARGV > 3 + m then
-  redis.call('ZREM', KEYS[2], unpack(ARGV, 4 + m))
-  redis.call('HDEL', KEYS[1], unpack(ARGV, 4 + m))
+local id = ARGV[4 + m]
+if #ARGV > 6 + m then
+  redis.call('ZREM', KEYS[2], unpack(ARGV, 7 + m))
+  redis.call('HDEL', KEYS[1], unpack(ARGV, 7 + m))
 end
-local steps = (#KEYS - 2) / m
 local out = {}
+local prev = ARGV[6 + m] == '1' and redis.call('GET', KEYS[3])
+if prev and string.sub(prev, 1, #id + 1) == id .. '\n' then
+  local entry = '(%d+) ([^\n]*)\n'
+  if m == 1 then entry = '()([^\n]*)\n' end
+  for qi, tag in string.gmatch(string.sub(prev, #id + 2) .. '\n', entry) do
+    local rec = redis.call('HGET', KEYS[1], tag)
+    if rec then
+      if m == 1 then qi = 1 end
+      out[#out + 1] = tonumber(qi)
+      out[#out + 1] = rec
+      out[#out + 1] = 2
+    end
+  end
+  return out
+end
+local ticket = {id}
+local function finish()
+  flush()
+  if #ticket > 1 then
+    redis.call('SET', KEYS[3], table.concat(ticket, '\n'), 'EX', ARGV[5 + m])
+  end
+  return out
+end
+local steps = (#KEYS - 3) / m
 local n = 0
 if m == 1 and redis.REDIS_VERSION_NUM and redis.REDIS_VERSION_NUM >= 0x060200 then
   -- One queue: pop each priority step's list with a count, in step
   -- order, which is the order single pops would deliver.
   for s = 0, steps - 1 do
     if n >= max then break end
-    local vs = redis.call('RPOP', KEYS[3 + s], max - n)
+    local vs = redis.call('RPOP', KEYS[4 + s], max - n)
     if vs then
       for i = 1, #vs do
         local v = vs[i]
-        out[#out + 1] = 1
-        out[#out + 1] = v
-        out[#out + 1] = record(v, ARGV[4], now)
+        local tag, plain = record(v, ARGV[4], now)
+        local o = #out
+        out[o + 1], out[o + 2], out[o + 3] = 1, v, tag and 1 or 0
+        if plain then ticket[#ticket + 1] = tag end
       end
       n = n + #vs
     end
   end
-  flush()
-  return out
+  return finish()
 end
 local order = {}
 for i = 1, m do order[i] = i end
@@ -152,14 +194,14 @@ while n < max do
   for s = 0, steps - 1 do
     for j = 1, m do
       local qi = order[j]
-      local k = 3 + s * m + (qi - 1)
+      local k = 4 + s * m + (qi - 1)
       if not empty[k] then
         local v = redis.call('RPOP', KEYS[k])
         if v then
-          local rec = record(v, ARGV[3 + qi], now)
-          out[#out + 1] = qi
-          out[#out + 1] = v
-          out[#out + 1] = rec
+          local tag, plain = record(v, ARGV[3 + qi], now)
+          local o = #out
+          out[o + 1], out[o + 2], out[o + 3] = qi, v, tag and 1 or 0
+          if plain then ticket[#ticket + 1] = qi .. ' ' .. tag end
           table.remove(order, j)
           order[#order + 1] = qi
           got = true
@@ -173,8 +215,7 @@ while n < max do
   if not got then break end
   n = n + 1
 end
-flush()
-return out
+return finish()
 `)
 
 // recordScript records one message popped by BRPOP.
@@ -182,9 +223,10 @@ return out
 // ARGV[3] now. Returns 1 when recorded, 0 for a payload that is not a
 // kombu envelope.
 var recordScript = redis.NewScript(luaRecord + `
-local r = record(ARGV[1], ARGV[2], ARGV[3])
+local tag = record(ARGV[1], ARGV[2], ARGV[3])
 flush()
-return r
+if tag then return 1 end
+return 0
 `)
 
 // restoreScript is the compare-and-swap form of kombu's restore_by_tag
