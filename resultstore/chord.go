@@ -39,8 +39,10 @@ type ChordStatus struct {
 	// SizeKnown is false when <gid>.s is missing (the chord never fires).
 	Size      int64
 	SizeKnown bool
-	// Ready is set for exactly the part that completed the chord; the
-	// caller must then fire the body and call ChordComplete.
+	// Ready is set for exactly the part that completed the chord (also
+	// when that part is recorded again before ChordComplete: its first
+	// reply may have been lost); the caller must then fire the body and
+	// call ChordComplete.
 	Ready bool
 	// Members are the recorded parts in group_index order (only when Ready).
 	Members []ChordMember

@@ -215,17 +215,29 @@ const storeChunk = 128
 // pipeline) and, when it completes the chord, reads everything the caller
 // needs to fire the body in the same atomic step.
 //
-// KEYS: .j, .t, .s, taskset key. ARGV: member, score ("+inf" or index),
-// expiry seconds (0: none), "1" for a sorted set / "0" for a list.
+// The part whose record completes the chord leaves its task id in a
+// marker key. A part recorded again (the Redis client repeats a call
+// whose reply a broken connection lost; a redelivered task) finds its
+// member already in the sorted set: it fires only if the marker names it
+// (the first reply was lost, or it crashed before publishing the body),
+// never when another part completed the chord. Celery fires on every
+// count that equals the size, so a part repeated while the chord's keys
+// still exist fired the body twice. In list mode a repeat pushes a
+// duplicate, so the count exceeds the size; the marker decides the same
+// way.
+//
+// KEYS: .j, .t, .s, taskset key, marker. ARGV: member, score ("+inf" or
+// index), expiry seconds (0: none), "1" for a sorted set / "0" for a
+// list, task id.
 // Returns {count, t, s, saved group or false, {members...} or false}.
 const chordScript = `
-local count
+local count, added
 if ARGV[4] == '1' then
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+  added = redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
   count = redis.call('ZCOUNT', KEYS[1], '-inf', '+inf')
 else
-  redis.call('RPUSH', KEYS[1], ARGV[1])
-  count = redis.call('LLEN', KEYS[1])
+  count = redis.call('RPUSH', KEYS[1], ARGV[1])
+  added = 1
 end
 local t = redis.call('GET', KEYS[2])
 local s = redis.call('GET', KEYS[3])
@@ -237,7 +249,13 @@ if ttl > 0 then
 end
 if not s then return {count, t, false, false, false} end
 local size, diff = tonumber(s), tonumber(t or '0')
-if not size or not diff or count ~= size + diff then
+if not size or not diff or count < size + diff then
+  return {count, t, s, false, false}
+end
+if count == size + diff and added == 1 then
+  if ttl <= 0 then ttl = 86400 end
+  redis.call('SET', KEYS[5], ARGV[5], 'EX', ttl)
+elseif redis.call('GET', KEYS[5]) ~= ARGV[5] then
   return {count, t, s, false, false}
 end
 local saved = redis.call('GET', KEYS[4])
@@ -245,7 +263,7 @@ local members
 if ARGV[4] == '1' then
   members = redis.call('ZRANGE', KEYS[1], 0, -1)
 else
-  members = redis.call('LRANGE', KEYS[1], 0, size + diff)
+  members = redis.call('LRANGE', KEYS[1], 0, size + diff - 1)
 end
 return {count, t, s, saved, members}
 `
@@ -536,6 +554,8 @@ type (
 // GroupResult, if any) are read in the same atomic script and returned with
 // Ready set. The keys are left in place so a crash before the body is
 // published can be recovered by redelivery; call ChordComplete afterwards.
+// A part recorded again is Ready only if it was the one that completed the
+// chord (see chordScript), so a repeated call never fires the body twice.
 func (b *Backend) ChordPartReturn(ctx context.Context, p ChordPart) (*ChordStatus, error) {
 	if p.GroupID == "" || p.TaskID == "" {
 		return nil, errors.New("redisstore: chord part needs a group id and a task id")
@@ -561,12 +581,12 @@ func (b *Backend) ChordPartReturn(ctx context.Context, p ChordPart) (*ChordStatu
 		ordered = "1"
 	}
 	gk := b.GroupKey(p.GroupID)
-	keys := []string{gk + ".j", gk + ".t", gk + ".s", gk}
+	keys := []string{gk + ".j", gk + ".t", gk + ".s", gk, gk + chordFiredSuffix}
 
 	var res []any
 	for attempt := 0; ; attempt++ {
 		_, sha := b.shas()
-		res, err = b.client.EvalSha(ctx, sha, keys, member, score, b.expires, ordered).Slice()
+		res, err = b.client.EvalSha(ctx, sha, keys, member, score, b.expires, ordered, p.TaskID).Slice()
 		if isNoScript(err) && attempt == 0 {
 			if err := b.loadScripts(ctx); err != nil {
 				return nil, err
@@ -653,11 +673,16 @@ func DecodeChordMember(data []byte) (ChordMember, error) {
 	return m, nil
 }
 
+// chordFiredSuffix names the key (after the taskset key) holding the id
+// of the part that completed a chord; Celery has no key of this name.
+const chordFiredSuffix = ".celerity_fired"
+
 // ChordComplete deletes the chord keys <gid>.j, .t and .s, as Celery does
-// once the body was published (or its failure stored).
+// once the body was published (or its failure stored), and the marker of
+// the part that completed it.
 func (b *Backend) ChordComplete(ctx context.Context, groupID string) error {
 	gk := b.GroupKey(groupID)
-	if err := b.client.Del(ctx, gk+".j", gk+".t", gk+".s").Err(); err != nil {
+	if err := b.client.Del(ctx, gk+".j", gk+".t", gk+".s", gk+chordFiredSuffix).Err(); err != nil {
 		return fmt.Errorf("redisstore: chord complete %s: %w", groupID, err)
 	}
 	return nil
