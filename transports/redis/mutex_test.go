@@ -23,13 +23,18 @@ type lostReplies struct {
 	sets, unlocks atomic.Int32
 }
 
-func (h *lostReplies) DialHook(next redis.DialHook) redis.DialHook { return next }
+// processHook is a go-redis hook that wraps single commands only.
+type processHook func(next redis.ProcessHook) redis.ProcessHook
 
-func (h *lostReplies) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (h processHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h processHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
 }
 
-func (h *lostReplies) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+func (h processHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return h(next) }
+
+func (h *lostReplies) wrap(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		args := cmd.Args()
 		name, _ := args[0].(string)
@@ -69,7 +74,7 @@ func TestSweepSurvivesLostMutexReplies(t *testing.T) {
 	}
 	sweeper := newTestTransport(t, Options{VisibilityTimeout: time.Nanosecond})
 	h := &lostReplies{}
-	sweeper.client.AddHook(h)
+	sweeper.client.AddHook(processHook(h.wrap))
 	if restored := sweepUntilRestored(t, sweeper); restored != 1 {
 		t.Fatalf("RestoreVisible restored %d", restored)
 	}

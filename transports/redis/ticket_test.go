@@ -23,13 +23,7 @@ type lostPops struct {
 	calls  atomic.Int32
 }
 
-func (h *lostPops) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *lostPops) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-
-func (h *lostPops) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+func (h *lostPops) wrap(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		args := cmd.Args()
 		name, _ := args[0].(string)
@@ -91,7 +85,7 @@ func TestPopRepeatedByClientReturnsSameBatch(t *testing.T) {
 		t.Run(fmt.Sprint(len(queues), "queues"), func(t *testing.T) {
 			tr := queueWith(t, "tk_a", "m", 10)
 			h := &lostPops{repeat: true, lose: map[int32]bool{1: true}}
-			tr.client.AddHook(h)
+			tr.client.AddHook(processHook(h.wrap))
 			c := consumeT(t, tr, queues...)
 			ds := fetchN(t, c, 4)
 			wantTags(t, ds, "m", 0, 4)
@@ -115,7 +109,7 @@ func TestPopRepeatedByClientReturnsSameBatch(t *testing.T) {
 func TestPopLostReplyRecoveredByNextFetch(t *testing.T) {
 	tr := queueWith(t, "tk_q", "m", 10)
 	h := &lostPops{lose: map[int32]bool{1: true, 4: true}}
-	tr.client.AddHook(h)
+	tr.client.AddHook(processHook(h.wrap))
 	c := consumeT(t, tr, "tk_q")
 	ctx := ctxT(t)
 	if ds, err := c.Fetch(ctx, 4); err == nil {
