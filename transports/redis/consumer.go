@@ -524,7 +524,7 @@ func (c *Consumer) FetchConcurrency() int { return 2 }
 // ticket whose last pop failed, it sends that pop again instead (its
 // queues and max), which returns the messages the lost run recorded.
 func (c *Consumer) popBatch(ctx context.Context, queues []string, max int) ([]*Delivery, []string, error) {
-	return c.popWith(ctx, c.takeTicket(), queues, max)
+	return c.popWith(ctx, c.takeTicket(false), queues, max)
 }
 
 // popWith is popBatch with the ticket taken.
@@ -624,25 +624,9 @@ func (s *sendCount) MarshalBinary() ([]byte, error) {
 const ticketKeyPrefix = "_celerity.pop."
 
 // takeTicket returns a free ticket: one with a failed pop to repeat
-// first, else any, else a new one.
-func (c *Consumer) takeTicket() *popTicket {
-	if tk := c.takeLostTicket(); tk != nil {
-		return tk
-	}
-	c.ticketMu.Lock()
-	defer c.ticketMu.Unlock()
-	if n := len(c.tickets); n > 0 {
-		tk := c.tickets[n-1]
-		c.tickets = c.tickets[:n-1]
-		return tk
-	}
-	tk := &popTicket{key: c.ticketBase + strconv.Itoa(len(c.ticketKeys))}
-	c.ticketKeys = append(c.ticketKeys, tk.key)
-	return tk
-}
-
-// takeLostTicket takes a free ticket whose last pop failed, if any.
-func (c *Consumer) takeLostTicket() *popTicket {
+// first, else any, else a new one. With lostOnly it returns only a ticket
+// with a failed pop, or nil.
+func (c *Consumer) takeTicket(lostOnly bool) *popTicket {
 	c.ticketMu.Lock()
 	defer c.ticketMu.Unlock()
 	for i, tk := range c.tickets {
@@ -651,7 +635,17 @@ func (c *Consumer) takeLostTicket() *popTicket {
 			return tk
 		}
 	}
-	return nil
+	if lostOnly {
+		return nil
+	}
+	if n := len(c.tickets); n > 0 {
+		tk := c.tickets[n-1]
+		c.tickets = c.tickets[:n-1]
+		return tk
+	}
+	tk := &popTicket{key: c.ticketBase + strconv.Itoa(len(c.ticketKeys))}
+	c.ticketKeys = append(c.ticketKeys, tk.key)
+	return tk
 }
 
 func (c *Consumer) putTicket(tk *popTicket) {
@@ -672,7 +666,7 @@ func (c *Consumer) ticketTTL() int64 {
 func (c *Consumer) repeatLostPops(ctx context.Context) []*Delivery {
 	var out []*Delivery
 	for {
-		tk := c.takeLostTicket()
+		tk := c.takeTicket(true)
 		if tk == nil {
 			return out
 		}

@@ -113,11 +113,11 @@ end
 // A pop's reply can be lost with its connection after Redis ran it (the
 // Redis client then sends it again, or the caller does). So the script
 // also writes a ticket: the pop's id and, for each message it recorded,
-// its delivery tag (after its queue index when there are several queues). A call that carries the id its ticket
-// already holds is such a repeat: it pops nothing and returns the unacked
-// entries of the messages the first run recorded (the caller takes each
-// payload from its entry), instead of leaving them in unacked until the
-// visibility timeout. (A tag with a newline, which only a JSON escape can
+// its delivery tag (after its queue index when there are several
+// queues). A call that carries the id its ticket already holds is such a
+// repeat: it pops nothing and returns the unacked entries of the messages
+// the first run recorded (the caller takes each payload from its entry),
+// instead of leaving them in unacked until the visibility timeout. (A tag with a newline, which only a JSON escape can
 // give, is left out of the ticket.)
 //
 // KEYS[1] unacked, KEYS[2] unacked_index, KEYS[3] the ticket, KEYS[4..]
