@@ -402,18 +402,27 @@ func TestTopicAndFanout(t *testing.T) {
 	}
 }
 
+// deliverOne publishes one message to q and fetches it, leaving it in
+// unacked; it returns the consumer.
+func deliverOne(t *testing.T, tr *Transport, q string) *Consumer {
+	t.Helper()
+	ctx := ctxT(t)
+	m := &kombu.Message{Body: []byte("x"), ContentType: "text/plain"}
+	if err := tr.Publish(ctx, "", q, m); err != nil {
+		t.Fatal(err)
+	}
+	c := consumeT(t, tr, q)
+	if ds, err := c.Fetch(ctx, 1); err != nil || len(ds) != 1 {
+		t.Fatal(ds, err)
+	}
+	return c
+}
+
 func TestSweepRespectsMutexAndTimeout(t *testing.T) {
 	tr := newTestTransport(t, Options{})
 	ctx := ctxT(t)
 	p := tr.ks.prefix
-	m := &kombu.Message{Body: []byte("x"), ContentType: "text/plain"}
-	if err := tr.Publish(ctx, "", "sw_q", m); err != nil {
-		t.Fatal(err)
-	}
-	c := consumeT(t, tr, "sw_q")
-	if ds, err := c.Fetch(ctx, 1); err != nil || len(ds) != 1 {
-		t.Fatal(ds, err)
-	}
+	deliverOne(t, tr, "sw_q")
 	// Fresh entries are not restored with the default timeout.
 	if n, err := tr.RestoreVisible(ctx); err != nil || n != 0 {
 		t.Fatalf("RestoreVisible = %d, %v", n, err)

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/celerity-go/celerity/kombu"
 )
 
 // lostReplies makes the sweep's mutex calls meet a broken connection the
@@ -64,14 +62,7 @@ func TestSweepSurvivesLostMutexReplies(t *testing.T) {
 	tr := newTestTransport(t, Options{})
 	ctx := ctxT(t)
 	p := tr.ks.prefix
-	m := &kombu.Message{Body: []byte("x"), ContentType: "text/plain"}
-	if err := tr.Publish(ctx, "", "mx_q", m); err != nil {
-		t.Fatal(err)
-	}
-	c := consumeT(t, tr, "mx_q")
-	if ds, err := c.Fetch(ctx, 1); err != nil || len(ds) != 1 {
-		t.Fatal(ds, err)
-	}
+	deliverOne(t, tr, "mx_q")
 	sweeper := newTestTransport(t, Options{VisibilityTimeout: time.Nanosecond})
 	h := &lostReplies{}
 	sweeper.client.AddHook(processHook(h.wrap))
