@@ -62,7 +62,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&goArgs, "go-args", "", `extra space-separated arguments for "celerity worker", e.g. "--prefetch-multiplier 64"`)
 	fs.BoolVar(&quiet, "q", false, "no progress output on stderr")
 	fs.IntVar(&cfg.Rounds, "rounds", 1, "repeat the measurement, workers taking turns; the table shows medians and the median same-round ratio")
-	fs.BoolVar(&cfg.Ceiling, "ceiling", true, "also measure what no worker can beat: on RabbitMQ a bare consumer at the Go worker's prefetch, on Redis the round trip against a bare responder")
+	fs.BoolVar(&cfg.Ceiling, "ceiling", true, "also measure what no worker can beat: a bare consumer at the Go worker's prefetch, and on Redis the round trip against a bare responder")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -14,13 +17,15 @@ import (
 	"github.com/celerity-go/celerity/protocolv2"
 	"github.com/celerity-go/celerity/resultstore"
 	redisstore "github.com/celerity-go/celerity/resultstore/redis"
+	redistransport "github.com/celerity-go/celerity/transports/redis"
 )
 
 // Ceiling is the broker's own limit for the benchmark's traffic: a bare
 // consumer in the bench process drains the same preloaded messages with
 // the same prefetch window and acknowledges each one on arrival, doing no
-// work and writing no result. No worker can beat it, so it tells whether
-// a throughput target is reachable on this machine at all.
+// work and writing no result (see AMQPCeiling and RedisCeiling). No
+// worker can beat it, so it tells whether a throughput target is
+// reachable on this machine at all.
 type Ceiling struct {
 	Kind       string  `json:"kind"`
 	Prefetch   int     `json:"prefetch,omitempty"`
@@ -78,6 +83,101 @@ func AMQPCeiling(ctx context.Context, url string, n, prefetch int) (*Ceiling, er
 	}
 	return &Ceiling{Kind: "amqp", Prefetch: prefetch, Global: true, N: n,
 		MsgsPerSec: float64(n) / time.Since(start).Seconds()}, nil
+}
+
+// RedisCeiling measures Ceiling on Redis: a bare consumer with the Go
+// worker's own Redis protocol (the pop script records every message in
+// unacked as kombu does; the next pop carries the acks) drains the
+// preloaded messages with two fetches of half the prefetch window in
+// flight, as the worker keeps them, and acknowledges each batch on
+// arrival. It decodes no task, runs nothing and writes no result, so no
+// worker speaking this protocol at this window beats it.
+func RedisCeiling(ctx context.Context, url string, n, prefetch int) (*Ceiling, error) {
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	client := redis.NewClient(o)
+	defer client.Close()
+	b := NewBatch(UniqueQueue(), n)
+	if err := PreloadRedis(ctx, client, b); err != nil {
+		return nil, err
+	}
+	defer (&env{kind: "redis", broker: client}).cleanup(b)
+	tr, err := redistransport.New(ctx, url, redistransport.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	defer tr.Close()
+	cons, err := tr.ConsumeQueues([]string{b.Queue})
+	if err != nil {
+		return nil, err
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			cons.Close()
+		}
+	}()
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var (
+		got     atomic.Int64
+		elapsed atomic.Int64
+		wg      sync.WaitGroup
+		errOnce sync.Once
+		ferr    error
+	)
+	start := time.Now()
+	for range cons.FetchConcurrency() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for got.Load() < int64(n) {
+				ds, err := cons.Fetch(fctx, max(1, prefetch/cons.FetchConcurrency()))
+				if err != nil {
+					if fctx.Err() == nil {
+						errOnce.Do(func() { ferr = err; stop() })
+					}
+					return
+				}
+				cons.AckAsync(ds...)
+				if got.Add(int64(len(ds))) >= int64(n) {
+					// The other fetch waits for a message that will not
+					// come: the drain ends here.
+					elapsed.Store(int64(time.Since(start)))
+					stop()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if ferr != nil {
+		return nil, ferr
+	}
+	if got.Load() < int64(n) {
+		return nil, fmt.Errorf("ceiling: drained %d of %d: %w", got.Load(), n, ctx.Err())
+	}
+	// Close sends the acks no pop carried; then no message of the batch
+	// may be left in unacked, or the drain skipped work a worker must do.
+	closed = true
+	if err := cons.Close(); err != nil {
+		return nil, err
+	}
+	for start := 0; start < n; start += 4096 {
+		end := min(start+4096, n)
+		vs, err := client.HMGet(ctx, "unacked", b.Tags[start:end]...).Result()
+		if err != nil {
+			return nil, err
+		}
+		for i, v := range vs {
+			if v != nil {
+				return nil, fmt.Errorf("ceiling: message %s still unacked after the drain", b.Tags[start+i])
+			}
+		}
+	}
+	return &Ceiling{Kind: "redis", Prefetch: prefetch, N: n,
+		MsgsPerSec: float64(n) / time.Duration(elapsed.Load()).Seconds()}, nil
 }
 
 // goPrefetch is the Go worker's prefetch window for cfg: concurrency

@@ -190,6 +190,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		rep.Ceiling = &Ceiling{Kind: "redis", Latency: l}
 	}
+	if kind, _ := brokerKind(cfg.Broker); cfg.Ceiling && kind == "redis" {
+		progress(cfg.Progress, "[ceiling] bare consumer, prefetch %d, %d messages\n", goPrefetch(cfg), cfg.N)
+		c, err := RedisCeiling(ctx, cfg.Broker, cfg.N, goPrefetch(cfg))
+		if err != nil {
+			return rep, fmt.Errorf("ceiling: %w", err)
+		}
+		if rep.Ceiling != nil {
+			c.Latency = rep.Ceiling.Latency
+		}
+		rep.Ceiling = c
+	}
 	if kind, _ := brokerKind(cfg.Broker); cfg.Ceiling && kind == "amqp" {
 		progress(cfg.Progress, "[ceiling] bare consumer, prefetch %d, %d messages\n", goPrefetch(cfg), cfg.N)
 		c, err := AMQPCeiling(ctx, cfg.Broker, cfg.N, goPrefetch(cfg))

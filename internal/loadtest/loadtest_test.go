@@ -3,6 +3,7 @@ package loadtest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -129,5 +130,49 @@ func TestWriteTableRounds(t *testing.T) {
 	}
 	if strings.Contains(out, "12.00×") {
 		t.Errorf("ratio of medians shown instead of the median ratio:\n%s", out)
+	}
+}
+
+// TestRedisCeiling drains a small batch with the bare consumer: every
+// message is counted and acknowledged (RedisCeiling checks unacked before
+// its cleanup), the rate is reported with the prefetch it ran at, and the
+// queue is gone afterwards.
+func TestRedisCeiling(t *testing.T) {
+	client := redisOrSkip(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := RedisCeiling(ctx, benchRedisURL, 3000, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Kind != "redis" || c.Prefetch != 8 || c.N != 3000 || c.MsgsPerSec <= 0 {
+		t.Errorf("ceiling = %+v", c)
+	}
+	if keys, _ := client.Keys(ctx, "celerity-bench-*").Result(); len(keys) > 0 {
+		for _, k := range keys {
+			if strings.Contains(k, fmt.Sprint(os.Getpid())) {
+				t.Errorf("key left behind: %q", k)
+			}
+		}
+	}
+}
+
+// TestWriteTableRedisCeiling: a Redis drain ceiling is printed with how
+// the bare consumer fetched and how close the Go worker came to it.
+func TestWriteTableRedisCeiling(t *testing.T) {
+	rep := &Report{Runs: []WorkerRun{
+		{Worker: "go", Broker: "redis://h/0", Backend: "redis://h/0", N: 10, TasksPerSec: 30000},
+		{Worker: "python", Broker: "redis://h/0", Backend: "redis://h/0", N: 10, TasksPerSec: 1000},
+	}, Ceiling: &Ceiling{Kind: "redis", Prefetch: 8, N: 10, MsgsPerSec: 60000}}
+	var buf bytes.Buffer
+	rep.WriteTable(&buf)
+	out := buf.String()
+	for _, want := range []string{"prefetch 8, the worker's pop script", "drains 60000 msgs/s", "= 60.00× the Python worker", "reaches 50% of it"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "global QoS") {
+		t.Errorf("Redis ceiling described as RabbitMQ's:\n%s", out)
 	}
 }

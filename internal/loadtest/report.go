@@ -270,7 +270,11 @@ func (rep *Report) WriteTable(w io.Writer) {
 		fmt.Fprintln(w)
 	}
 	if c := rep.Ceiling; c != nil && c.MsgsPerSec > 0 {
-		fmt.Fprintf(w, "broker ceiling: a bare consumer (prefetch %d, global QoS, one ack per message, no work, no results) drains %.0f msgs/s", c.Prefetch, c.MsgsPerSec)
+		how := "global QoS, one ack per message"
+		if c.Kind == "redis" {
+			how = "the worker's pop script and carried acks, two fetches in flight"
+		}
+		fmt.Fprintf(w, "broker ceiling: a bare consumer (prefetch %d, %s, no work, no results) drains %.0f msgs/s", c.Prefetch, how, c.MsgsPerSec)
 		if vs := rep.values("python", tasksPerSec); len(vs) > 0 {
 			fmt.Fprintf(w, " = %.2f× the Python worker", c.MsgsPerSec/median(vs))
 		}
