@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -201,6 +202,7 @@ func workerCmd(args []string, stderr io.Writer) error {
 	level, _ := parseLevel(s.LogLevel)
 	logger := slog.New(celerylog.New(stderr, level))
 	slog.SetDefault(logger)
+	setGCPercent(os.Getenv)
 
 	fetchCtx, stopFetch := context.WithCancel(context.Background())
 	workCtx, stopWork := context.WithCancel(context.Background())
@@ -238,6 +240,24 @@ func workerCmd(args []string, stderr io.Writer) error {
 	}
 	defer stopMonitoring()
 	return w.Run(fetchCtx, workCtx)
+}
+
+// workerGCPercent is the worker's garbage collection target when GOGC is
+// not set. The worker's live heap is about 1 MiB, so at Go's default of
+// 100 the heap goal sits at the runtime's 4 MiB minimum and a busy worker
+// collects every few hundred tasks (58 collections for 20,000 tasks on
+// Redis, about a tenth of its CPU). At 200 the goal is 8 MiB: a third of
+// the collections, 10–19% less CPU per task, 4 MiB more RSS. A handler
+// that keeps a large heap alive pays up to twice that heap in garbage
+// instead of once; GOGC=100 restores Go's default.
+const workerGCPercent = 200
+
+// setGCPercent applies workerGCPercent unless the environment sets GOGC
+// (which the runtime has then applied itself).
+func setGCPercent(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(workerGCPercent)
+	}
 }
 
 // workerConfig maps settings onto the library's Config.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -116,5 +117,25 @@ func TestDemoEmbeddedGoProducer(t *testing.T) {
 	}
 	if strings.Contains(stderr.String(), "app1.tasks2.deal2[") {
 		t.Errorf("deal2 ran on a worker that does not consume for_task2:\n%s", stderr.String())
+	}
+}
+
+// TestSetGCPercent: the worker raises the GC target only when GOGC is
+// not set; an operator's GOGC stays in force.
+func TestSetGCPercent(t *testing.T) {
+	orig := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(orig)
+	setGCPercent(func(string) string { return "" })
+	if got := debug.SetGCPercent(100); got != workerGCPercent {
+		t.Errorf("GOGC unset: GC percent %d, want %d", got, workerGCPercent)
+	}
+	setGCPercent(func(k string) string {
+		if k == "GOGC" {
+			return "50"
+		}
+		return ""
+	})
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GOGC=50 set: GC percent changed to %d", got)
 	}
 }
