@@ -246,8 +246,8 @@ func workerCmd(args []string, stderr io.Writer) error {
 // not set. The worker's live heap is about 1 MiB, so at Go's default of
 // 100 the heap goal sits at the runtime's 4 MiB minimum and a busy worker
 // collects every few hundred tasks (58 collections for 20,000 tasks on
-// Redis, about a tenth of its CPU). At 200 the goal is 8 MiB: a third of
-// the collections, 10–19% less CPU per task, 4 MiB more RSS. A handler
+// Redis). At 200 the goal is 8 MiB: a third of the collections, 4–24%
+// less CPU per task in four paired runs, 4 MiB more RSS. A handler
 // that keeps a large heap alive pays up to twice that heap in garbage
 // instead of once; GOGC=100 restores Go's default.
 const workerGCPercent = 200
