@@ -164,17 +164,12 @@ func RedisCeiling(ctx context.Context, url string, n, prefetch int) (*Ceiling, e
 	if err := cons.Close(); err != nil {
 		return nil, err
 	}
-	for start := 0; start < n; start += 4096 {
-		end := min(start+4096, n)
-		vs, err := client.HMGet(ctx, "unacked", b.Tags[start:end]...).Result()
-		if err != nil {
-			return nil, err
-		}
-		for i, v := range vs {
-			if v != nil {
-				return nil, fmt.Errorf("ceiling: message %s still unacked after the drain", b.Tags[start+i])
-			}
-		}
+	fetched, settled, err := redisDrained(ctx, client, b)
+	if err != nil {
+		return nil, err
+	}
+	if fetched != n || !settled {
+		return nil, fmt.Errorf("ceiling: %d of %d messages fetched, all settled: %v", fetched, n, settled)
 	}
 	return &Ceiling{Kind: "redis", Prefetch: prefetch, N: n,
 		MsgsPerSec: float64(n) / time.Duration(elapsed.Load()).Seconds()}, nil
