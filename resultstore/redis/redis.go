@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -297,6 +298,7 @@ type batchBuf struct {
 	data []byte
 	ends []int
 	keys []string
+	args []any // scratch for storeBatched's command arguments
 }
 
 // Encode appends the meta document for m in the backend's style.
@@ -333,6 +335,8 @@ func (b *Backend) store(ctx context.Context, metas []*resultstore.Meta) (int, er
 		buf.data, buf.ends = buf.data[:0], buf.ends[:0]
 		clear(buf.keys)
 		buf.keys = buf.keys[:0]
+		clear(buf.args[:cap(buf.args)])
+		buf.args = buf.args[:0]
 		if cap(buf.data) <= 1<<20 {
 			b.bufs.Put(buf)
 		}
@@ -393,11 +397,35 @@ func (b *Backend) storeScripted(ctx context.Context, buf *batchBuf) (int, error)
 // batch stored as SUCCESS is skipped, as the script would.
 func (b *Backend) storeBatched(ctx context.Context, buf *batchBuf) (int, error) {
 	n := len(buf.keys)
+	// The commands' arguments are carved from one slice, and each key and
+	// document is boxed once for all the commands that name it: the
+	// Redis client takes arguments as []any, and boxing a string or a
+	// slice allocates.
+	nchunks := (n + storeChunk - 1) / storeChunk
+	// boxed: key and document of each result; then the MGETs (nchunks +
+	// n) and at most SETEX (4) and PUBLISH (3) per result.
+	buf.args = slices.Grow(buf.args[:0], 2*n+nchunks+n+7*n)
+	boxed := buf.args[:0]
+	for i, key := range buf.keys {
+		start := 0
+		if i > 0 {
+			start = buf.ends[i-1]
+		}
+		boxed = append(boxed, key, buf.data[start:buf.ends[i]:buf.ends[i]])
+	}
+	args := boxed[len(boxed):len(boxed)]
 	pipe := b.client.Pipeline()
-	gets := make([]*redis.SliceCmd, 0, (n+storeChunk-1)/storeChunk)
+	gets := make([]*redis.SliceCmd, 0, nchunks)
 	for from := 0; from < n; from += storeChunk {
 		to := min(from+storeChunk, n)
-		gets = append(gets, pipe.MGet(ctx, buf.keys[from:to:to]...))
+		at := len(args)
+		args = append(args, "mget")
+		for i := from; i < to; i++ {
+			args = append(args, boxed[2*i])
+		}
+		cmd := redis.NewSliceCmd(ctx, args[at:len(args):len(args)]...)
+		_ = pipe.Process(ctx, cmd)
+		gets = append(gets, cmd)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, err
@@ -414,22 +442,25 @@ func (b *Backend) storeBatched(ctx context.Context, buf *batchBuf) (int, error) 
 		}
 	}
 	pipe = b.client.Pipeline()
-	written, start := 0, 0
+	written := 0
 	for i, key := range buf.keys {
-		doc := buf.data[start:buf.ends[i]:buf.ends[i]]
-		start = buf.ends[i]
 		if done[key] {
 			continue
 		}
+		k, doc := boxed[2*i], boxed[2*i+1]
+		at := len(args)
 		if b.expires > 0 {
-			pipe.SetEx(ctx, key, doc, time.Duration(b.expires)*time.Second)
+			args = append(args, "setex", k, b.expiresArg, doc)
 		} else {
-			pipe.Set(ctx, key, doc, 0)
+			args = append(args, "set", k, doc)
 		}
-		pipe.Publish(ctx, key, doc)
+		_ = pipe.Process(ctx, redis.NewStatusCmd(ctx, args[at:len(args):len(args)]...))
+		at = len(args)
+		args = append(args, "publish", k, doc)
+		_ = pipe.Process(ctx, redis.NewIntCmd(ctx, args[at:len(args):len(args)]...))
 		written++
 		// Documents written here start with their status (AppendMeta).
-		if bytes.HasPrefix(doc, successPrefix) {
+		if bytes.HasPrefix(doc.([]byte), successPrefix) {
 			if done == nil {
 				done = map[string]bool{}
 			}
