@@ -79,8 +79,11 @@ type Consumer struct {
 	tickets    []*popTicket // free; those with a lost pop to repeat first
 	ticketKeys []string     // every ticket's key, deleted on Close
 	ticketBase string       // unique per consumer
-	popSeq     atomic.Uint64
-	repeats    atomic.Int64 // pops sent again after an error (observability, tests)
+	// popArgs holds the pop script's unchanging arguments, boxed once
+	// (see newPopArgs).
+	popArgs *popArgs
+	popSeq  atomic.Uint64
+	repeats atomic.Int64 // pops sent again after an error (observability, tests)
 }
 
 // popTicket is the Redis key where the pop script leaves the id of the
@@ -90,6 +93,7 @@ type Consumer struct {
 // lost run recorded, if it ran.
 type popTicket struct {
 	key    string
+	keyArg any      // key, boxed once for the pop's arguments
 	id     string   // the failed pop's id, "" when none failed
 	queues []string // the failed pop's queue snapshot
 	max    int      // and its max
@@ -295,6 +299,7 @@ func (t *Transport) consume(queues []string) (*Consumer, error) {
 		recordAfter: recordDelay,
 		recordQ:     make(chan *popped, 16),
 		ticketBase:  t.ks.key(ticketKeyPrefix + newToken() + ".")}
+	c.popArgs = newPopArgs(t, qs, c.ticketTTL())
 	if rc, ok := t.client.(*redis.Client); ok {
 		rt := rc.Options().ReadTimeout
 		c.brpopExists = rt < 0 || rt > t.opts.PollTimeout+time.Second
@@ -375,17 +380,6 @@ func (c *Consumer) rotate(queue string) {
 			return
 		}
 	}
-}
-
-// nowArg is the delivery time recorded in unacked_index: the current Unix
-// time rounded up to a whole second. kombu records time() with its
-// fraction; kombu's sweep only compares the score with time() minus the
-// visibility timeout, so a whole second reads the same to it, restores a
-// message at most a second later, never earlier, and costs Redis much less
-// (a whole-number score is stored and compared as an integer instead of
-// being formatted with %.17g and parsed back on every insert).
-func nowArg() string {
-	return strconv.FormatInt(ceilSeconds(time.Now()), 10)
 }
 
 // ceilSeconds is t's Unix time in seconds, rounded up.
@@ -539,26 +533,27 @@ func (c *Consumer) popWith(ctx context.Context, tk *popTicket, queues []string, 
 	} else {
 		tk.id = strconv.FormatUint(c.popSeq.Add(1), 36)
 	}
-	keys := make([]string, 0, 3+len(ks.stepSuffix)*len(queues))
-	keys = append(keys, ks.key(t.opts.UnackedKey), ks.key(t.opts.UnackedIndexKey), tk.key)
-	for _, suffix := range ks.stepSuffix {
+	pa := c.popArgs
+	nkeys := 3 + len(ks.stepSuffix)*len(queues)
+	acks, ntags := c.takeAcks()
+	args := make([]any, 0, 3+nkeys+6+len(queues)+ntags)
+	args = append(args, "evalsha", pa.sha, nkeys, pa.unacked, pa.index, tk.keyArg)
+	for step := range ks.stepSuffix {
 		for _, q := range queues {
-			keys = append(keys, ks.prefix+q+suffix)
+			args = append(args, pa.queue(q).steps[step])
 		}
 	}
-	acks, ntags := c.takeAcks()
-	args := make([]any, 0, 6+len(queues)+ntags)
-	args = append(args, max, nowArg(), len(queues))
+	args = append(args, max, pa.now(), len(queues))
 	for _, q := range queues {
-		args = append(args, q)
+		args = append(args, pa.queue(q).name)
 	}
-	args = append(args, tk.id, c.ticketTTL(), sent)
+	args = append(args, tk.id, pa.ttl, sent)
 	for _, a := range acks {
 		for _, tag := range a.tags {
 			args = append(args, tag)
 		}
 	}
-	res, err := popScript.Run(ctx, t.client, keys, args...).Slice()
+	res, err := c.runPop(ctx, args, nkeys).Slice()
 	if errors.Is(err, redis.Nil) {
 		err = nil
 	}
@@ -619,6 +614,90 @@ func (s *sendCount) MarshalBinary() ([]byte, error) {
 	return flagRepeat, nil
 }
 
+// popArgs are the pop script's arguments that do not change from pop to
+// pop, each boxed into an interface once: the Redis client takes a
+// command's arguments as []any, and boxing a string allocates. The
+// consumer's queue set is fixed, so its entries are never added to.
+type popArgs struct {
+	sha            any
+	unacked, index any
+	ttl            any
+	queues         map[string]*queueArgs
+	last           atomic.Pointer[nowBox]
+}
+
+// queueArgs are one queue's arguments: its name and its list key at each
+// priority step.
+type queueArgs struct {
+	name  any
+	steps []any
+}
+
+// nowBox is nowArg's value for one second, boxed.
+type nowBox struct {
+	sec int64
+	arg any
+}
+
+func newPopArgs(t *Transport, queues []string, ttl int64) *popArgs {
+	ks := t.ks
+	pa := &popArgs{sha: popScript.Hash(), unacked: ks.key(t.opts.UnackedKey),
+		index: ks.key(t.opts.UnackedIndexKey), ttl: ttl, queues: make(map[string]*queueArgs, len(queues))}
+	for _, q := range queues {
+		qa := &queueArgs{name: q}
+		for _, suffix := range ks.stepSuffix {
+			qa.steps = append(qa.steps, ks.prefix+q+suffix)
+		}
+		pa.queues[q] = qa
+	}
+	return pa
+}
+
+// queue returns q's arguments (boxed anew for a queue not in the set).
+func (pa *popArgs) queue(q string) *queueArgs {
+	if qa, ok := pa.queues[q]; ok {
+		return qa
+	}
+	return &queueArgs{name: q}
+}
+
+// now is the delivery time recorded in unacked_index: the current Unix
+// time rounded up to a whole second. kombu records time() with its
+// fraction; kombu's sweep only compares the score with time() minus the
+// visibility timeout, so a whole second reads the same to it, restores a
+// message at most a second later, never earlier, and costs Redis much less
+// (a whole-number score is stored and compared as an integer instead of
+// being formatted with %.17g and parsed back on every insert).
+// It is boxed once per second.
+func (pa *popArgs) now() any {
+	sec := ceilSeconds(time.Now())
+	if b := pa.last.Load(); b != nil && b.sec == sec {
+		return b.arg
+	}
+	b := &nowBox{sec: sec, arg: strconv.FormatInt(sec, 10)}
+	pa.last.Store(b)
+	return b.arg
+}
+
+// runPop sends the pop script as EVALSHA with args (laid out as the
+// command: "evalsha", the hash, nkeys, the keys, then ARGV) and, when
+// Redis has lost the script (NOSCRIPT), as EVAL with its source, as the
+// client's Script.Run does. The "may be a repeat" argument then reads
+// "1", so the second send checks the ticket, which holds no match (the
+// first send ran nothing).
+func (c *Consumer) runPop(ctx context.Context, args []any, nkeys int) *redis.Cmd {
+	cmd := redis.NewCmd(ctx, args...)
+	_ = c.t.client.Process(ctx, cmd)
+	if !redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		return cmd
+	}
+	keys := make([]string, nkeys)
+	for i := range keys {
+		keys[i], _ = args[3+i].(string)
+	}
+	return popScript.Eval(ctx, c.t.client, keys, args[3+nkeys:]...)
+}
+
 // ticketKeyPrefix starts the pop tickets' key names (under
 // global_keyprefix); kombu uses no key of this name.
 const ticketKeyPrefix = "_celerity.pop."
@@ -644,6 +723,7 @@ func (c *Consumer) takeTicket(lostOnly bool) *popTicket {
 		return tk
 	}
 	tk := &popTicket{key: c.ticketBase + strconv.Itoa(len(c.ticketKeys))}
+	tk.keyArg = tk.key
 	c.ticketKeys = append(c.ticketKeys, tk.key)
 	return tk
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/celerity-go/celerity/kombu"
 )
 
 // lostPops makes pop script calls lose their replies after Redis ran
@@ -168,4 +170,51 @@ func TestPopTicketsArePerConsumer(t *testing.T) {
 	c2 := consumeT(t, tr, "tk_p")
 	wantTags(t, fetchN(t, c1, 3), "m", 0, 3)
 	wantTags(t, fetchN(t, c2, 3), "m", 3, 3)
+}
+
+// noScript is the error Redis answers EVALSHA with when it has lost the
+// script (after SCRIPT FLUSH or a restart).
+type noScript struct{}
+
+func (noScript) Error() string { return "NOSCRIPT No matching script. Please use EVAL." }
+func (noScript) RedisError()   {}
+
+// A pop that Redis answers with NOSCRIPT is sent again as EVAL with the
+// script's source, and its messages arrive recorded as usual.
+func TestPopRunsWhenRedisLostTheScript(t *testing.T) {
+	tr := newTestTransport(t, Options{})
+	ctx := ctxT(t)
+	const q = "noscript_q"
+	if err := tr.Publish(ctx, "", q, &kombu.Message{Body: []byte("x"), ContentType: "text/plain"}); err != nil {
+		t.Fatal(err)
+	}
+	var refused, evals atomic.Int32
+	tr.client.AddHook(processHook(func(next redis.ProcessHook) redis.ProcessHook {
+		return func(ctx context.Context, cmd redis.Cmder) error {
+			args := cmd.Args()
+			name, _ := args[0].(string)
+			switch {
+			case strings.EqualFold(name, "evalsha") && args[1] == popScript.Hash() && refused.Add(1) == 1:
+				cmd.SetErr(noScript{})
+				return cmd.Err()
+			case strings.EqualFold(name, "eval"):
+				evals.Add(1)
+			}
+			return next(ctx, cmd)
+		}
+	}))
+	c := consumeT(t, tr, q)
+	ds, err := c.Fetch(ctx, 4)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("Fetch = %v, %v", ds, err)
+	}
+	if refused.Load() == 0 || evals.Load() != 1 {
+		t.Fatalf("%d EVALSHA refused, %d EVAL sent; want the pop sent again as EVAL once", refused.Load(), evals.Load())
+	}
+	if ok, _ := tr.client.HExists(ctx, tr.ks.key("unacked"), ds[0].Tag).Result(); !ok {
+		t.Fatalf("message %s not recorded in unacked", ds[0].Tag)
+	}
+	if err := c.Ack(ctx, ds...); err != nil {
+		t.Fatal(err)
+	}
 }
