@@ -413,7 +413,7 @@ func (b *Backend) storeBatched(ctx context.Context, buf *batchBuf) (int, error) 
 		}
 		boxed = append(boxed, key, buf.data[start:buf.ends[i]:buf.ends[i]])
 	}
-	args := boxed[len(boxed):len(boxed)]
+	args := boxed[len(boxed):]
 	pipe := b.client.Pipeline()
 	gets := make([]*redis.SliceCmd, 0, nchunks)
 	for from := 0; from < n; from += storeChunk {
