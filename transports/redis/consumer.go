@@ -619,6 +619,7 @@ func (s *sendCount) MarshalBinary() ([]byte, error) {
 // command's arguments as []any, and boxing a string allocates. The
 // consumer's queue set is fixed, so its entries are never added to.
 type popArgs struct {
+	ks             *keyspace
 	sha            any
 	unacked, index any
 	ttl            any
@@ -633,7 +634,7 @@ type queueArgs struct {
 	steps []any
 }
 
-// nowBox is nowArg's value for one second, boxed.
+// nowBox is popArgs.now's value for one second, boxed.
 type nowBox struct {
 	sec int64
 	arg any
@@ -641,16 +642,20 @@ type nowBox struct {
 
 func newPopArgs(t *Transport, queues []string, ttl int64) *popArgs {
 	ks := t.ks
-	pa := &popArgs{sha: popScript.Hash(), unacked: ks.key(t.opts.UnackedKey),
+	pa := &popArgs{ks: ks, sha: popScript.Hash(), unacked: ks.key(t.opts.UnackedKey),
 		index: ks.key(t.opts.UnackedIndexKey), ttl: ttl, queues: make(map[string]*queueArgs, len(queues))}
 	for _, q := range queues {
-		qa := &queueArgs{name: q}
-		for _, suffix := range ks.stepSuffix {
-			qa.steps = append(qa.steps, ks.prefix+q+suffix)
-		}
-		pa.queues[q] = qa
+		pa.queues[q] = pa.newQueue(q)
 	}
 	return pa
+}
+
+func (pa *popArgs) newQueue(q string) *queueArgs {
+	qa := &queueArgs{name: q}
+	for _, suffix := range pa.ks.stepSuffix {
+		qa.steps = append(qa.steps, pa.ks.prefix+q+suffix)
+	}
+	return qa
 }
 
 // queue returns q's arguments (boxed anew for a queue not in the set).
@@ -658,7 +663,7 @@ func (pa *popArgs) queue(q string) *queueArgs {
 	if qa, ok := pa.queues[q]; ok {
 		return qa
 	}
-	return &queueArgs{name: q}
+	return pa.newQueue(q)
 }
 
 // now is the delivery time recorded in unacked_index: the current Unix
