@@ -104,6 +104,9 @@ type popTicket struct {
 type pendingAck struct {
 	tags []string
 	done chan error // buffered: receives the outcome once
+	// one backs tags for a single tag (the worker acks early one message
+	// at a time): one allocation per ack instead of two.
+	one [1]string
 }
 
 // ackLinger is how long an acknowledgement waits for a pop to carry it
@@ -1153,7 +1156,8 @@ func (c *Consumer) Keep(ds ...*Delivery) {
 // if that fails too they stay in unacked and the visibility sweep
 // redelivers them (at least once, as kombu).
 func (c *Consumer) AckAsync(ds ...*Delivery) {
-	tags := make([]string, 0, len(ds))
+	a := &pendingAck{}
+	tags := a.one[:0]
 	for _, d := range ds {
 		if d == nil || d.Tag == "" {
 			continue
@@ -1166,7 +1170,8 @@ func (c *Consumer) AckAsync(ds ...*Delivery) {
 	if len(tags) == 0 {
 		return
 	}
-	if !c.enqueueAck(&pendingAck{tags: tags}) {
+	a.tags = tags
+	if !c.enqueueAck(a) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := c.ackTags(ctx, tags); err != nil {
