@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/celerity-go/celerity/internal/timerslack"
 )
 
 func writeFile(t *testing.T, content string) string {
@@ -137,5 +140,26 @@ func TestSetGCPercent(t *testing.T) {
 	})
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Errorf("GOGC=50 set: GC percent changed to %d", got)
+	}
+}
+
+// TestSetTimerSlackSettings: a malformed CELERITY_TIMER_SLACK is a usage
+// error (exit status 2), and 0 leaves the process alone. (The re-exec
+// itself is tested in internal/timerslack with a helper process; every
+// compat test runs the worker binary through it.)
+func TestSetTimerSlackSettings(t *testing.T) {
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			if k == timerslack.EnvVar {
+				return v
+			}
+			return ""
+		}
+	}
+	if err := setTimerSlack(env("soon")); !errors.Is(err, errUsage) {
+		t.Errorf("CELERITY_TIMER_SLACK=soon: %v, want a usage error", err)
+	}
+	if err := setTimerSlack(env("0")); err != nil {
+		t.Errorf("CELERITY_TIMER_SLACK=0: %v", err)
 	}
 }
