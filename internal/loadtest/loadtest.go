@@ -25,6 +25,8 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/celerity-go/celerity/internal/timerslack"
 )
 
 //go:embed testdata/celerity_bench_tasks.py testdata/bench_client.py
@@ -561,7 +563,7 @@ func startWorker(cfg Config, worker, queue string, concurrency int, pydir string
 	out := &tailBuffer{max: 16 << 10}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	if err := startProcess(cmd, worker); err != nil {
 		return nil, nil, err
 	}
 	return cmd, out, nil
@@ -651,13 +653,27 @@ func runPython(ctx context.Context, cfg Config, pydir, cmdName, queue, arg strin
 	c := exec.CommandContext(ctx, cfg.Python, filepath.Join(pydir, "bench_client.py"), cmdName,
 		cfg.Broker, cfg.Backend, queue, arg)
 	c.Dir = pydir
-	var stderr bytes.Buffer
-	c.Stderr = &stderr
-	out, err := c.Output()
+	var stdout, stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	err := startProcess(c, "python")
+	if err == nil {
+		err = c.Wait()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %v: %s", cmdName, err, lastLines(stderr.String(), 1500))
 	}
-	return bytes.TrimSpace(out), nil
+	return bytes.TrimSpace(stdout.Bytes()), nil
+}
+
+// startProcess starts a worker or client process of the given kind. The
+// Go worker inherits the tool's timer slack (celerity's own default, see
+// internal/timerslack; the worker would set the same itself); Python
+// processes start with the kernel's default, as operators run them.
+func startProcess(cmd *exec.Cmd, kind string) error {
+	if kind == "python" {
+		return timerslack.StartWith(cmd, timerslack.KernelDefault)
+	}
+	return cmd.Start()
 }
 
 func lastLines(s string, n int) string {

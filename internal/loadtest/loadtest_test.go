@@ -7,10 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/celerity-go/celerity/internal/timerslack"
 )
 
 func TestReadStatSelf(t *testing.T) {
@@ -57,6 +60,51 @@ func TestWriteTableRatios(t *testing.T) {
 	for _, want := range []string{"python prefork -c 2", "31.00×", "≥30× ok", "0.20×", "≤0.25 ok", "0.50×", "≤0.40 MISSED", "0.67×", "≤0.50 MISSED"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestWriteTableTimerSlack: the table says which timer slack each side
+// ran with.
+func TestWriteTableTimerSlack(t *testing.T) {
+	rep := &Report{Machine: Machine{TimerSlackNS: 500000, PythonTimerSlackNS: 50000}, Runs: []WorkerRun{
+		{Worker: "go", Broker: "redis://h/0", N: 10, TasksPerSec: 31000},
+	}}
+	var buf bytes.Buffer
+	rep.WriteTable(&buf)
+	if want := "timer slack 500µs for celerity and the ceiling, 50µs for Python\n"; !strings.Contains(buf.String(), want) {
+		t.Errorf("table lacks %q:\n%s", want, buf.String())
+	}
+}
+
+// TestStartProcessTimerSlack: the Go worker inherits the tool's timer
+// slack, Python processes start with the kernel's default.
+func TestStartProcessTimerSlack(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("timer slack is Linux's")
+	}
+	// Start from a thread with a slack of its own, as the tool runs
+	// after timerslack.Setup: the exec package forks from the calling
+	// thread, and a child inherits that thread's slack.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	before, _ := timerslack.Get()
+	if err := timerslack.SetThread(321 * time.Microsecond); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = timerslack.SetThread(before) }()
+	for _, c := range []struct{ kind, want string }{{"go", "321000"}, {"python", "50000"}} {
+		cmd := exec.Command("cat", "/proc/self/timerslack_ns")
+		var out bytes.Buffer
+		cmd.Stdout = &out
+		if err := startProcess(cmd, c.kind); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(out.String()); got != c.want {
+			t.Errorf("%s process started with slack %s ns, want %s", c.kind, got, c.want)
 		}
 	}
 }

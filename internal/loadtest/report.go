@@ -9,6 +9,9 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
+
+	"github.com/celerity-go/celerity/internal/timerslack"
 )
 
 // Machine describes where the numbers were measured.
@@ -20,11 +23,19 @@ type Machine struct {
 	GoVersion   string `json:"go_version"`
 	Celery      string `json:"python_celery,omitempty"`
 	LoadAvg     string `json:"loadavg_at_start"`
+	// TimerSlackNS is the tool's Linux timer slack, which the Go worker
+	// and the in-process ceiling run with; Python processes run with the
+	// kernel's default (PythonTimerSlackNS). 0 where there is none.
+	TimerSlackNS       int64 `json:"timer_slack_ns,omitempty"`
+	PythonTimerSlackNS int64 `json:"python_timer_slack_ns,omitempty"`
 }
 
 // DescribeMachine reads /proc for the machine description.
 func DescribeMachine(python string) Machine {
 	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
+	if d, ok := timerslack.Get(); ok {
+		m.TimerSlackNS, m.PythonTimerSlackNS = int64(d), int64(timerslack.KernelDefault)
+	}
 	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(data), "\n") {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
@@ -196,6 +207,10 @@ func (rep *Report) WriteTable(w io.Writer) {
 	}
 	fmt.Fprintf(w, "broker %s, results %s, %d tasks.add, producer %s; %d CPUs, %s\n",
 		redactURL(r0.Broker), redactURL(backend), r0.N, r0.Producer, rep.Machine.CPUs, rep.Machine.CPUModel)
+	if m := rep.Machine; m.TimerSlackNS > 0 {
+		fmt.Fprintf(w, "timer slack %v for celerity and the ceiling, %v for Python\n",
+			time.Duration(m.TimerSlackNS), time.Duration(m.PythonTimerSlackNS))
+	}
 	g, p := rep.run("go"), rep.run("python")
 	workers := rep.workers()
 	rounds := 0
