@@ -3,12 +3,13 @@
 package timerslack
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -60,7 +61,13 @@ func setup(want time.Duration, explicit bool) error {
 	if err := set(want); err != nil {
 		return err
 	}
-	env := append(os.Environ(), reexecVar+"="+self)
+	// The mark replaces any the environment already holds: with a
+	// duplicate, the new image would read the first one and not
+	// recognize itself.
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, reexecVar+"=")
+	})
+	env = append(env, reexecVar+"="+self)
 	err := syscall.Exec("/proc/self/exe", os.Args, env)
 	// Still here: the exec failed. Put the thread back as it was.
 	_ = set(cur)
@@ -69,7 +76,8 @@ func setup(want time.Duration, explicit bool) error {
 
 // StartWith starts cmd as cmd.Start does, with the child's timer slack
 // set to d: a child inherits the slack of the thread that starts it, so
-// the calling thread runs with d for the duration of the start.
+// the calling thread runs with d for the duration of the start. If the
+// slack cannot be set, the command is not started.
 func StartWith(cmd *exec.Cmd, d time.Duration) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -78,7 +86,7 @@ func StartWith(cmd *exec.Cmd, d time.Duration) error {
 		return cmd.Start()
 	}
 	if err := set(d); err != nil {
-		return errors.Join(err, cmd.Start())
+		return err // not started: it would run with the wrong slack
 	}
 	err := cmd.Start()
 	// Setting the thread's own slack back cannot fail where setting it

@@ -198,6 +198,18 @@ func TestSetupReexecs(t *testing.T) {
 	everyThread(t, r, 1200*time.Microsecond)
 }
 
+// TestSetupIgnoresAStaleMark: a re-exec mark inherited from another
+// process (another pid) neither stops the re-exec nor shadows the new
+// mark.
+func TestSetupIgnoresAStaleMark(t *testing.T) {
+	t.Setenv(reexecVar, "1")
+	r := runHelper(t, "", KernelDefault)
+	everyThread(t, r, helperDefault)
+	if r.mark != "" {
+		t.Errorf("the re-exec mark %q is still in the environment", r.mark)
+	}
+}
+
 // TestSetupRespectsChosenSlack: a default does not override a slack the
 // process was started with (an operator's choice), an explicit setting
 // does, and "0" changes nothing.
