@@ -28,7 +28,7 @@ import (
 // *DecodeError.
 func DecodeEnvelope(data []byte) (*Message, error) {
 	m := &Message{}
-	if err := decodeEnvelopeInto(m, data, false); err != nil {
+	if err := decodeEnvelopeInto(m, data, false, false); err != nil {
 		return nil, &DecodeError{Err: fmt.Errorf("envelope: %w", err)}
 	}
 	return m, nil
@@ -40,13 +40,27 @@ func DecodeEnvelope(data []byte) (*Message, error) {
 // as they are used). The body is a copy, as with DecodeEnvelope.
 func DecodeEnvelopeString(s string) (*Message, error) {
 	m := &Message{}
-	if err := decodeEnvelopeInto(m, unsafe.Slice(unsafe.StringData(s), len(s)), true); err != nil {
+	if err := decodeEnvelopeInto(m, unsafe.Slice(unsafe.StringData(s), len(s)), true, false); err != nil {
 		return nil, &DecodeError{Err: fmt.Errorf("envelope: %w", err)}
 	}
 	return m, nil
 }
 
-func decodeEnvelopeInto(m *Message, data []byte, shared bool) error {
+// DecodeEnvelopeStringLazy is DecodeEnvelopeString that leaves the
+// headers as JSON text: it checks them as thoroughly (any input one
+// rejects, the other rejects) but sets HeadersJSON, a view of s, instead
+// of building Headers. A reader that needs only some headers walks them
+// with RangeHeaders; DecodeHeaders builds the map the eager decoder
+// would have.
+func DecodeEnvelopeStringLazy(s string) (*Message, error) {
+	m := &Message{}
+	if err := decodeEnvelopeInto(m, unsafe.Slice(unsafe.StringData(s), len(s)), true, true); err != nil {
+		return nil, &DecodeError{Err: fmt.Errorf("envelope: %w", err)}
+	}
+	return m, nil
+}
+
+func decodeEnvelopeInto(m *Message, data []byte, shared, lazy bool) error {
 	d := jsonDecoder{data: data, shared: shared}
 	d.skipWS()
 	var rawBody []byte
@@ -84,6 +98,9 @@ func decodeEnvelopeInto(m *Message, data []byte, shared bool) error {
 			}
 			if d.peek() != '{' {
 				return errors.New("headers is not an object")
+			}
+			if lazy {
+				return d.lazyHeaders(m)
 			}
 			v, err := d.objectSized(24) // Celery task headers: 16-20 keys
 			if err != nil {

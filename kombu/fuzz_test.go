@@ -27,6 +27,9 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := DecodeEnvelope(data)
 		ms, errs := DecodeEnvelopeString(string(data))
+		if _, errl := DecodeEnvelopeStringLazy(string(data)); (errl == nil) != (errs == nil) {
+			t.Fatalf("DecodeEnvelopeStringLazy error %v, DecodeEnvelopeString error %v", errl, errs)
+		}
 		if (err == nil) != (errs == nil) {
 			t.Fatalf("DecodeEnvelope error %v, DecodeEnvelopeString error %v", err, errs)
 		}
@@ -39,6 +42,7 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		if a, b := fmt.Sprintf("%#v", *m), fmt.Sprintf("%#v", *ms); a != b {
 			t.Fatalf("DecodeEnvelopeString differs:\n%s\n%s", b, a)
 		}
+		checkLazyAgrees(t, string(data), ms)
 		out, err := AppendEnvelope(nil, m)
 		if err != nil {
 			return // e.g. non-UTF-8-safe extras cannot be re-encoded plainly

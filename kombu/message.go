@@ -80,6 +80,18 @@ type Message struct {
 	ContentEncoding string
 	// Headers is the application headers table; Celery protocol v2 keeps its
 	// task metadata here.
-	Headers    map[string]any
-	Properties Properties
+	Headers map[string]any
+	// HeadersJSON is the headers object as the envelope's JSON text. Only
+	// DecodeEnvelopeStringLazy sets it, and leaves Headers nil: a reader
+	// that wants a few fields need not build the map. RangeHeaders reads
+	// the headers in either form; DecodeHeaders builds Headers from it.
+	HeadersJSON string
+	Properties  Properties
+
+	// compression is the "compression" header of a message whose headers
+	// DecodeEnvelopeStringLazy left as JSON text (scanned), with
+	// hasCompression when the header is there, for DecodeBody.
+	compression    any
+	hasCompression bool
+	scanned        bool
 }

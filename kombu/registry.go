@@ -148,7 +148,14 @@ func (r *Registry) DecodeBody(m *Message) (any, error) {
 		return nil, &ContentDisallowedError{ContentType: ct, Name: typeNames[ct]}
 	}
 	body := m.Body
-	if c, ok := m.Headers["compression"]; ok && c != nil {
+	c, ok := m.Headers["compression"]
+	if m.Headers == nil && m.HeadersJSON != "" {
+		var err error
+		if c, ok, err = m.lazyCompression(); err != nil {
+			return nil, &DecodeError{Err: fmt.Errorf("headers: %w", err)}
+		}
+	}
+	if ok && c != nil {
 		name, ok := c.(string)
 		if !ok {
 			return nil, &DecodeError{Err: fmt.Errorf("compression header is %T, not a string", c)}
