@@ -42,3 +42,30 @@ func BenchmarkEncodeTask(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeKnown measures a Redis reply -> Task as the worker
+// decodes it: the envelope from a string, its headers built into a map
+// (eager) or read straight into the task (lazy), then DecodeKnown.
+func BenchmarkDecodeKnown(b *testing.B) {
+	raw := string(readCapture(b, "redis-5.2-task-basic.json"))
+	reg := newRegistry(b)
+	for _, c := range []struct {
+		name   string
+		decode func(string) (*kombu.Message, error)
+	}{{"eager", kombu.DecodeEnvelopeString}, {"lazy", kombu.DecodeEnvelopeStringLazy}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				m, err := c.decode(raw)
+				if err != nil {
+					b.Fatal(err)
+				}
+				task, err := DecodeKnown(m, reg, allKnown)
+				if err != nil || task.Name != "wiretasks.add" {
+					b.Fatal(task, err)
+				}
+			}
+		})
+	}
+}

@@ -108,29 +108,34 @@ func decodeV2(m *kombu.Message, body any) (*Task, error) {
 	if err := t.setHeaders(m.Headers); err != nil {
 		return nil, err
 	}
+	return t, t.setBodyV2(body)
+}
+
+// setBodyV2 fills args, kwargs and the embed from a v2 body.
+func (t *Task) setBodyV2(body any) error {
 	parts, ok := body.([]any)
 	if !ok {
-		return nil, invalid("body", "got %s, want [args, kwargs, embed]", typeName(body))
+		return invalid("body", "got %s, want [args, kwargs, embed]", typeName(body))
 	}
 	if len(parts) != 2 && len(parts) != 3 {
-		return nil, invalid("body", "got a list of %d items, want [args, kwargs, embed]", len(parts))
+		return invalid("body", "got a list of %d items, want [args, kwargs, embed]", len(parts))
 	}
 	if err := t.setArgs(parts[0]); err != nil {
-		return nil, err
+		return err
 	}
 	if err := t.setKwargs(parts[1]); err != nil {
-		return nil, err
+		return err
 	}
 	if len(parts) == 3 && parts[2] != nil {
 		embed, ok := parts[2].(map[string]any)
 		if !ok {
-			return nil, invalid("embed", "got %s, want a dict", typeName(parts[2]))
+			return invalid("embed", "got %s, want a dict", typeName(parts[2]))
 		}
 		if err := t.setEmbed(embed); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return t, nil
+	return nil
 }
 
 // v1HeaderKeys are the v1 body keys that are v2 headers (hybrid_to_proto2
@@ -170,6 +175,8 @@ func decodeV1(m *kombu.Message, d map[string]any) (*Task, error) {
 	if err := t.setHeaders(h); err != nil {
 		return nil, err
 	}
+	// Stamped speaks of the message's headers, not of v1 body keys.
+	t.Stamped = hasKey(m.Headers, "stamped_headers")
 	if u, ok := d["utc"]; ok {
 		b, ok := truthy(u)
 		if !ok {
@@ -240,79 +247,21 @@ func (t *Task) setEmbed(embed map[string]any) error {
 
 // setHeaders fills the header fields from h. Unknown keys go to Extra.
 func (t *Task) setHeaders(h map[string]any) error {
-	seenID, seenTask := false, false
 	for k, v := range h {
-		var err error
-		switch k {
-		case "task":
-			seenTask = true
-			t.Name, err = reqString(k, v)
-		case "id":
-			seenID = true
-			t.ID, err = reqString(k, v)
-		case "lang":
-			t.Lang, err = optString(k, v)
-		case "shadow":
-			t.Shadow, err = optString(k, v)
-		case "group":
-			t.Group, err = optString(k, v)
-		case "root_id":
-			t.RootID, err = optString(k, v)
-		case "parent_id":
-			t.ParentID, err = optString(k, v)
-		case "argsrepr":
-			t.ArgsRepr, err = optString(k, v)
-		case "kwargsrepr":
-			t.KwargsRepr, err = optString(k, v)
-		case "origin":
-			t.Origin, err = optString(k, v)
-		case "eta":
-			t.ETA, err = optTime(k, v)
-		case "expires":
-			t.Expires, err = optTime(k, v)
-		case "group_index":
-			if v != nil {
-				i, ok := asInt(v)
-				if !ok || !intFits(i) {
-					return invalid(k, "got %s, want an integer", typeName(v))
-				}
-				n := int(i)
-				t.GroupIndex = &n
-			}
-		case "retries":
-			t.Retries, err = optInt(k, v)
-		case "replaced_task_nesting":
-			t.ReplacedTaskNesting, err = optInt(k, v)
-		case "timelimit":
-			t.TimeLimit, err = parseTimeLimit(v)
-		case "ignore_result":
-			b, ok := truthy(v)
-			if !ok {
-				return invalid(k, "got %s, want a bool", typeName(v))
-			}
-			t.IgnoreResult = b
-		case "stamped_headers":
-			t.StampedHeaders, err = parseStringList(k, v)
-		case "stamps":
-			switch s := v.(type) {
-			case nil:
-			case map[string]any:
-				t.Stamps = s
-			default:
-				return invalid(k, "got %s, want a dict", typeName(v))
-			}
-		case "compression", "redelivered":
-			// transport-level, re-added by whoever re-publishes
-		default:
-			if t.Extra == nil {
-				t.Extra = make(map[string]any)
-			}
-			t.Extra[k] = v
-		}
-		if err != nil {
+		if err := t.setHeader(k, v); err != nil {
 			return err
 		}
 	}
+	return t.checkRequired(hasKey(h, "task"), hasKey(h, "id"))
+}
+
+func hasKey(h map[string]any, k string) bool {
+	_, ok := h[k]
+	return ok
+}
+
+// checkRequired reports a missing task or id header.
+func (t *Task) checkRequired(seenTask, seenID bool) error {
 	if !seenTask {
 		return invalid("task", "missing")
 	}
@@ -320,6 +269,96 @@ func (t *Task) setHeaders(h map[string]any) error {
 		return invalid("id", "missing")
 	}
 	return nil
+}
+
+// stringField returns the field a string header fills and whether the
+// header must be a non-empty string (else null is allowed); nil for the
+// other headers.
+func (t *Task) stringField(k string) (field *string, required bool) {
+	switch k {
+	case "task":
+		return &t.Name, true
+	case "id":
+		return &t.ID, true
+	case "lang":
+		return &t.Lang, false
+	case "shadow":
+		return &t.Shadow, false
+	case "group":
+		return &t.Group, false
+	case "root_id":
+		return &t.RootID, false
+	case "parent_id":
+		return &t.ParentID, false
+	case "argsrepr":
+		return &t.ArgsRepr, false
+	case "kwargsrepr":
+		return &t.KwargsRepr, false
+	case "origin":
+		return &t.Origin, false
+	}
+	return nil, false
+}
+
+// setHeader fills the field header k names from v; an unknown k goes to
+// Extra.
+func (t *Task) setHeader(k string, v any) error {
+	if f, required := t.stringField(k); f != nil {
+		var err error
+		if required {
+			*f, err = reqString(k, v)
+		} else {
+			*f, err = optString(k, v)
+		}
+		return err
+	}
+	var err error
+	switch k {
+	case "eta":
+		t.ETA, err = optTime(k, v)
+	case "expires":
+		t.Expires, err = optTime(k, v)
+	case "group_index":
+		if v != nil {
+			i, ok := asInt(v)
+			if !ok || !intFits(i) {
+				return invalid(k, "got %s, want an integer", typeName(v))
+			}
+			n := int(i)
+			t.GroupIndex = &n
+		}
+	case "retries":
+		t.Retries, err = optInt(k, v)
+	case "replaced_task_nesting":
+		t.ReplacedTaskNesting, err = optInt(k, v)
+	case "timelimit":
+		t.TimeLimit, err = parseTimeLimit(v)
+	case "ignore_result":
+		b, ok := truthy(v)
+		if !ok {
+			return invalid(k, "got %s, want a bool", typeName(v))
+		}
+		t.IgnoreResult = b
+	case "stamped_headers":
+		t.Stamped = true
+		t.StampedHeaders, err = parseStringList(k, v)
+	case "stamps":
+		switch s := v.(type) {
+		case nil:
+		case map[string]any:
+			t.Stamps = s
+		default:
+			return invalid(k, "got %s, want a dict", typeName(v))
+		}
+	case "compression", "redelivered":
+		// transport-level, re-added by whoever re-publishes
+	default:
+		if t.Extra == nil {
+			t.Extra = make(map[string]any)
+		}
+		t.Extra[k] = v
+	}
+	return err
 }
 
 func reqString(k string, v any) (string, error) {

@@ -138,7 +138,7 @@ func Encode(t *Task, opt EncodeOptions) (*kombu.Message, error) {
 	}
 	h["origin"] = origin
 	h["ignore_result"] = t.IgnoreResult
-	if t.Stamps != nil || t.StampedHeaders != nil || t.ReplacedTaskNesting != 0 {
+	if t.Stamped || t.Stamps != nil || t.StampedHeaders != nil || t.ReplacedTaskNesting != 0 {
 		h["replaced_task_nesting"] = int64(t.ReplacedTaskNesting)
 		if t.StampedHeaders != nil {
 			sh := make([]any, len(t.StampedHeaders))

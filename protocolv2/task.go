@@ -64,6 +64,11 @@ type Task struct {
 	// ReplacedTaskNesting is non-zero, so a decoded 5.2 message re-encodes
 	// with the 5.2 header set and a 5.6 one with the 5.6 set.
 	Stamps map[string]any
+	// Stamped reports that the message had a stamped_headers header, null
+	// included: its producer speaks Celery 5.3+'s protocol, which reads
+	// kombu's JSON type markers. Encode writes the 5.3+ header set when
+	// it is set, too.
+	Stamped bool
 
 	// UTC is the v1 body's utc flag (default true); always true for v2.
 	UTC bool
