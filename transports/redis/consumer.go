@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,9 @@ import (
 type Consumer struct {
 	t      *Transport
 	queues []string // round-robin cycle, most recently served last
+	// lazyHeaders: deliveries keep their headers as JSON text (see
+	// LazyHeaders).
+	lazyHeaders atomic.Bool
 
 	fetchMu  sync.Mutex
 	buffered []*Delivery // popped and recorded, not yet handed out
@@ -834,7 +838,7 @@ func (c *Consumer) brpop(call *brpopCall) {
 		}
 	}
 	p := &popped{queue: queue, key: key, at: time.Now(), text: kv[1], rec: newRecordState()}
-	p.msg, p.msgErr = kombu.DecodeEnvelopeString(p.text)
+	p.msg, p.msgErr = c.decode(p.text)
 	if p.msgErr == nil {
 		di := p.msg.Properties.DeliveryInfo
 		p.tag, p.exchange, p.routingKey = p.msg.Properties.DeliveryTag, di.Exchange, orDefault(di.RoutingKey, queue)
@@ -1037,13 +1041,51 @@ func replyBytes(s string) []byte {
 // raw is the payload's bytes, without a copy (replyBytes).
 func (p *popped) raw() []byte { return replyBytes(p.text) }
 
+// LazyHeaders makes the consumer leave the headers of the messages it
+// delivers as JSON text (kombu.DecodeEnvelopeStringLazy: Headers nil,
+// HeadersJSON set), for a reader that takes them that way; the worker
+// reads them straight into its task (protocolv2.DecodeKnown). Messages
+// are checked as thoroughly either way.
+func (c *Consumer) LazyHeaders() { c.lazyHeaders.Store(true) }
+
+// decode decodes a payload's envelope, its headers as LazyHeaders says.
+func (c *Consumer) decode(text string) (*kombu.Message, error) {
+	if c.lazyHeaders.Load() {
+		return kombu.DecodeEnvelopeStringLazy(text)
+	}
+	return kombu.DecodeEnvelopeString(text)
+}
+
+// redeliveredHeader reports the "redelivered" header kombu's restore
+// adds, from either form of the headers.
+func redeliveredHeader(m *kombu.Message) bool {
+	if m.Headers != nil || m.HeadersJSON == "" {
+		v, _ := m.Headers["redelivered"].(bool)
+		return v
+	}
+	if !strings.Contains(m.HeadersJSON, `"redelivered"`) {
+		return false
+	}
+	found := false
+	_ = m.RangeHeaders(func(k string, v *kombu.HeaderValue) error {
+		if k == "redelivered" {
+			val, err := v.Value()
+			b, _ := val.(bool)
+			found = b // the last one counts, as in the map
+			return err
+		}
+		return nil
+	})
+	return found
+}
+
 // delivery decodes a popped message. An envelope that cannot be decoded
 // (or carries no delivery tag) is removed and logged: no kombu consumer
 // can process it either.
 func (c *Consumer) delivery(ctx context.Context, p *popped) *Delivery {
 	m, err := p.msg, p.msgErr
 	if m == nil && err == nil {
-		m, err = kombu.DecodeEnvelopeString(p.text)
+		m, err = c.decode(p.text)
 	}
 	if err == nil && m.Properties.DeliveryTag == "" {
 		err = errors.New("no properties.delivery_tag")
@@ -1064,10 +1106,7 @@ func (c *Consumer) delivery(ctx context.Context, p *popped) *Delivery {
 		}
 		return nil
 	}
-	redelivered := m.Properties.DeliveryInfo.Redelivered
-	if v, ok := m.Headers["redelivered"].(bool); ok && v {
-		redelivered = true
-	}
+	redelivered := m.Properties.DeliveryInfo.Redelivered || redeliveredHeader(m)
 	if p.rec == nil && !p.recorded {
 		// cjson could not read it but Go can: record from Go.
 		_ = c.recordFromGo(ctx, p, m)

@@ -544,3 +544,93 @@ func TestTouchRefreshesUnackedIndex(t *testing.T) {
 		t.Fatalf("Touch resurrected a restored entry: %v", err)
 	}
 }
+
+// TestLazyHeadersDeliveries: with LazyHeaders the consumer hands out
+// headers as JSON text, from the pop script and from BRPOP, and still
+// reads the redelivered header kombu adds on a requeue.
+func TestLazyHeadersDeliveries(t *testing.T) {
+	tr := newTestTransport(t, Options{})
+	ctx := ctxT(t)
+	q := "lazy_q"
+	publish := func(id string) {
+		t.Helper()
+		m := &kombu.Message{Body: []byte(id), ContentType: "text/plain", Headers: map[string]any{"id": id, "n": int64(len(id))}}
+		if err := tr.Publish(ctx, "", q, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"A", "B"} {
+		publish(id)
+	}
+	c := consumeT(t, tr, q)
+	c.LazyHeaders()
+	check := func(d *Delivery, redelivered bool) {
+		t.Helper()
+		m := d.Message
+		if m.Headers != nil || m.HeadersJSON == "" {
+			t.Fatalf("%s: headers %v, JSON %q: want the JSON text only", m.Body, m.Headers, m.HeadersJSON)
+		}
+		if d.Redelivered != redelivered {
+			t.Errorf("%s: redelivered %v, want %v", m.Body, d.Redelivered, redelivered)
+		}
+		if err := m.DecodeHeaders(); err != nil || m.Headers["id"] != string(m.Body) || m.Headers["n"] != int64(len(m.Body)) {
+			t.Errorf("%s: DecodeHeaders %v, %v", m.Body, m.Headers, err)
+		}
+	}
+	ds, err := c.Fetch(ctx, 1)
+	if err != nil || len(ds) != 1 || string(ds[0].Message.Body) != "A" {
+		t.Fatal(ds, err)
+	}
+	check(ds[0], false)
+	if err := c.Reject(ctx, ds[0], true); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for len(got) < 2 {
+		ds, err := c.Fetch(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range ds {
+			got[string(d.Message.Body)] = true
+			check(d, string(d.Message.Body) == "A")
+		}
+		if err := c.Ack(ctx, ds...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// kombu's restore sets the header even where the message has no
+	// delivery_info to mark.
+	raw := `{"body": "RQ==", "content-type": "text/plain", "content-encoding": "utf-8", "headers": {"id": "E", "n": 1, ` +
+		`"redelivered": true}, "properties": {"body_encoding": "base64", "delivery_tag": "lazy-e"}}`
+	if err := tr.client.LPush(ctx, tr.QueueKey(q, 0), raw).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ds, err = c.Fetch(ctx, 1)
+	if err != nil || len(ds) != 1 || string(ds[0].Message.Body) != "E" {
+		t.Fatal(ds, err)
+	}
+	check(ds[0], true)
+	if err := c.Ack(ctx, ds...); err != nil {
+		t.Fatal(err)
+	}
+	// The queue is empty now: the next fetch waits in BRPOP.
+	done := make(chan []*Delivery, 1)
+	go func() {
+		ds, err := c.Fetch(ctx, 1)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- ds
+	}()
+	time.Sleep(50 * time.Millisecond)
+	publish("CD")
+	ds = <-done
+	if len(ds) != 1 || string(ds[0].Message.Body) != "CD" {
+		t.Fatalf("BRPOP delivery %v", ds)
+	}
+	check(ds[0], false)
+	if err := c.Ack(ctx, ds...); err != nil {
+		t.Fatal(err)
+	}
+}
