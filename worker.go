@@ -237,9 +237,20 @@ type ackJob struct {
 	requeue bool
 }
 
+// lazyHeaderer is implemented by consumers that can hand out messages
+// with their headers still JSON text (the Redis consumer): the pipeline
+// reads them straight into the task (protocolv2.DecodeKnown) instead of
+// building a header map first.
+type lazyHeaderer interface {
+	LazyHeaders()
+}
+
 func newPipeline(w *Worker, cons transports.Consumer, fetchCtx, workCtx context.Context) *pipeline {
 	pf := w.cfg.prefetch()
 	_, tracked := cons.(concurrentFetcher)
+	if lh, ok := cons.(lazyHeaderer); ok {
+		lh.LazyHeaders()
+	}
 	return &pipeline{
 		w: w, cons: cons, fetchCtx: fetchCtx, workCtx: workCtx,
 		tokens:       newTokenPool(pf),
@@ -896,16 +907,17 @@ func (p *pipeline) resultLoop() {
 func (p *pipeline) receive(j *job) bool {
 	w := p.w
 	d := j.d
-	name, proto := protocolv2.Peek(d.Message)
-	if proto == 2 {
-		if _, ok := w.handlers[name]; !ok {
-			p.unknownTask(d, name)
-			return false
-		}
-	}
-	t, err := protocolv2.Decode(d.Message, w.reg)
+	t, err := protocolv2.DecodeKnown(d.Message, w.reg, func(name string) bool {
+		_, ok := w.handlers[name]
+		return ok
+	})
 	if err != nil {
-		p.badMessage(d, err)
+		var ute *protocolv2.UnknownTaskError
+		if errors.As(err, &ute) {
+			p.unknownTask(d, ute.Name)
+		} else {
+			p.badMessage(d, err)
+		}
 		return false
 	}
 	reg, ok := w.handlers[t.Name]
@@ -984,6 +996,7 @@ func (p *pipeline) expired(j *job) bool {
 // store FAILURE NotRegistered, reject without requeue.
 func (p *pipeline) unknownTask(d *transports.Delivery, name string) {
 	m := d.Message
+	_ = m.DecodeHeaders() // for the log; the transport checked the text
 	id, _ := m.Headers["id"].(string)
 	if id == "" {
 		id = m.Properties.CorrelationID
@@ -1010,7 +1023,7 @@ func (p *pipeline) unknownTask(d *transports.Delivery, name string) {
 			DateDone:      time.Now().UTC(),
 			ReplyTo:       m.Properties.ReplyTo,
 			CorrelationID: m.Properties.CorrelationID,
-			TypedJSON:     p.typedJSON(m),
+			TypedJSON:     p.typedJSON(messageStamped(m)),
 		}
 		if p.w.cfg.ResultExtended {
 			meta.Extended = &resultstore.Extended{Unknown: true}
@@ -1024,6 +1037,7 @@ func (p *pipeline) unknownTask(d *transports.Delivery, name string) {
 // badMessage handles a message that cannot become a task, as Celery does.
 func (p *pipeline) badMessage(d *transports.Delivery, err error) {
 	m := d.Message
+	_ = m.DecodeHeaders() // for the log; the transport checked the text
 	id, _ := m.Headers["id"].(string)
 	var cd *kombu.ContentDisallowedError
 	var de *kombu.DecodeError
@@ -1049,13 +1063,31 @@ func (p *pipeline) badMessage(d *transports.Delivery, err error) {
 	}
 }
 
-func (p *pipeline) typedJSON(m *kombu.Message) bool {
+// typedJSON reports whether JSON written for a message uses kombu's type
+// markers: as configured, or (auto) when the message came from Celery
+// 5.3+, which sends stamped_headers.
+func (p *pipeline) typedJSON(stamped bool) bool {
 	switch p.w.cfg.ResultJSON {
 	case ResultJSONTyped:
 		return true
 	case ResultJSONPlain:
 		return false
 	}
+	return stamped
+}
+
+// stamped reports a stamped_headers header on j's message.
+func stamped(j *job) bool {
+	if j.t != nil {
+		return j.t.Stamped
+	}
+	return messageStamped(j.d.Message)
+}
+
+// messageStamped reports a stamped_headers header on m, building its
+// header map if the transport left the headers as text.
+func messageStamped(m *kombu.Message) bool {
+	_ = m.DecodeHeaders() // the transport checked the text
 	_, ok := m.Headers["stamped_headers"]
 	return ok
 }
@@ -1084,7 +1116,7 @@ func (p *pipeline) newMeta(j *job, status string) *resultstore.Meta {
 		TaskID: t.ID, Status: status, Children: []any{},
 		GroupID: t.Group, ParentID: t.ParentID,
 		ReplyTo: j.req.ReplyTo, CorrelationID: j.req.CorrelationID,
-		TypedJSON: p.typedJSON(j.d.Message),
+		TypedJSON: p.typedJSON(stamped(j)),
 	}
 	if resultstore.Ready(status) {
 		m.DateDone = time.Now().UTC()
