@@ -134,27 +134,45 @@ func (d *jsonDecoder) enter() error {
 }
 
 func (d *jsonDecoder) array() (any, error) {
-	if err := d.enter(); err != nil {
+	var out []any
+	err := d.arrayElems(func() error {
+		v, err := d.value()
+		if out == nil {
+			out = make([]any, 0, 4)
+		}
+		out = append(out, v)
+		return err
+	})
+	if err != nil {
 		return nil, err
+	}
+	if out == nil {
+		out = []any{}
+	}
+	return out, nil
+}
+
+// arrayElems iterates over the elements of the array at d.pos, calling fn
+// at each; fn must consume the element.
+func (d *jsonDecoder) arrayElems(fn func() error) error {
+	if err := d.enter(); err != nil {
+		return err
 	}
 	d.pos++ // '['
 	d.skipWS()
 	if d.pos < len(d.data) && d.data[d.pos] == ']' {
 		d.pos++
 		d.depth--
-		return []any{}, nil
+		return nil
 	}
-	out := make([]any, 0, 4)
 	for {
 		d.skipWS()
-		v, err := d.value()
-		if err != nil {
-			return nil, err
+		if err := fn(); err != nil {
+			return err
 		}
-		out = append(out, v)
 		d.skipWS()
 		if d.pos >= len(d.data) {
-			return nil, d.fail("unterminated array")
+			return d.fail("unterminated array")
 		}
 		switch d.data[d.pos] {
 		case ',':
@@ -162,9 +180,9 @@ func (d *jsonDecoder) array() (any, error) {
 		case ']':
 			d.pos++
 			d.depth--
-			return out, nil
+			return nil
 		default:
-			return nil, d.fail("expecting ',' delimiter")
+			return d.fail("expecting ',' delimiter")
 		}
 	}
 }

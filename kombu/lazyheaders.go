@@ -34,46 +34,12 @@ func (d *jsonDecoder) skipChecked() error {
 		_, err := d.rawString()
 		return err
 	case '[':
-		return d.skipArray()
+		return d.arrayElems(d.skipChecked)
 	case '{':
 		return d.objectMembers(func([]byte) error { return d.skipChecked() })
 	}
 	_, err := d.value() // a number or a literal: nothing to build
 	return err
-}
-
-// skipArray is array without the building.
-func (d *jsonDecoder) skipArray() error {
-	if err := d.enter(); err != nil {
-		return err
-	}
-	d.pos++ // '['
-	d.skipWS()
-	if d.pos < len(d.data) && d.data[d.pos] == ']' {
-		d.pos++
-		d.depth--
-		return nil
-	}
-	for {
-		d.skipWS()
-		if err := d.skipChecked(); err != nil {
-			return err
-		}
-		d.skipWS()
-		if d.pos >= len(d.data) {
-			return d.fail("unterminated array")
-		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-		case ']':
-			d.pos++
-			d.depth--
-			return nil
-		default:
-			return d.fail("expecting ',' delimiter")
-		}
-	}
 }
 
 // lazyCompression returns the compression header of a message whose
