@@ -65,20 +65,33 @@ func (m *Message) DecodeHeaders() error {
 	if m.Headers != nil || m.HeadersJSON == "" {
 		return nil
 	}
-	d := jsonDecoder{data: unsafe.Slice(unsafe.StringData(m.HeadersJSON), len(m.HeadersJSON)), shared: true}
-	d.skipWS()
+	d := m.headersText()
 	v, err := d.objectSized(24)
-	if err == nil {
-		d.skipWS()
-		if d.pos != len(d.data) {
-			err = d.fail("extra data")
-		}
-	}
-	if err != nil {
-		return &DecodeError{Err: errors.Join(errors.New("headers"), err)}
+	if err = d.end(err); err != nil {
+		return err
 	}
 	m.Headers = v.(map[string]any)
 	return nil
+}
+
+// headersText is a decoder at the start of m's headers text.
+func (m *Message) headersText() *jsonDecoder {
+	d := &jsonDecoder{data: unsafe.Slice(unsafe.StringData(m.HeadersJSON), len(m.HeadersJSON)), shared: true}
+	d.skipWS()
+	return d
+}
+
+// end checks that nothing follows the headers object d has read (err:
+// how reading it went) and words a fault in the text as a *DecodeError.
+func (d *jsonDecoder) end(err error) error {
+	if err == nil {
+		d.skipWS()
+		if d.pos == len(d.data) {
+			return nil
+		}
+		err = d.fail("extra data")
+	}
+	return &DecodeError{Err: errors.Join(errors.New("headers"), err)}
 }
 
 // HeaderValue is one header's value, valid during the RangeHeaders call
@@ -144,16 +157,15 @@ func (m *Message) RangeHeaders(fn func(key string, v *HeaderValue) error) error 
 		}
 		return nil
 	}
-	d := jsonDecoder{data: unsafe.Slice(unsafe.StringData(m.HeadersJSON), len(m.HeadersJSON)), shared: true}
-	d.skipWS()
-	hv := HeaderValue{d: &d}
+	d := m.headersText()
+	var hv HeaderValue
 	var fnErr error
 	err := d.objectMembers(func(key []byte) error {
 		k, ok := internKey(key)
 		if !ok {
 			k = d.text(key)
 		}
-		hv = HeaderValue{d: &d}
+		hv = HeaderValue{d: d}
 		if fnErr = fn(k, &hv); fnErr != nil {
 			return fnErr
 		}
@@ -162,17 +174,8 @@ func (m *Message) RangeHeaders(fn func(key string, v *HeaderValue) error) error 
 		}
 		return nil
 	})
-	if err == nil {
-		d.skipWS()
-		if d.pos != len(d.data) {
-			err = d.fail("extra data")
-		}
-	}
-	switch {
-	case err == nil:
-		return nil
-	case fnErr != nil:
+	if fnErr != nil {
 		return fnErr
 	}
-	return &DecodeError{Err: errors.Join(errors.New("headers"), err)}
+	return d.end(err)
 }
