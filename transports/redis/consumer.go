@@ -1057,7 +1057,9 @@ func (c *Consumer) decode(text string) (*kombu.Message, error) {
 }
 
 // redeliveredHeader reports the "redelivered" header kombu's restore
-// adds, from either form of the headers.
+// adds, from either form of the headers. In the text form it is looked
+// for only where the key appears as kombu writes it (no escapes), which
+// spares the walk for the messages that lack it.
 func redeliveredHeader(m *kombu.Message) bool {
 	if m.Headers != nil || m.HeadersJSON == "" {
 		v, _ := m.Headers["redelivered"].(bool)
