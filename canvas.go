@@ -362,7 +362,7 @@ func (p *pipeline) canvasCtx() (context.Context, context.CancelFunc) {
 
 func (p *pipeline) parentage(j *job) parentage {
 	mode := kombu.JSONPlain
-	if p.typedJSON(stamped(j)) {
+	if p.typedJSON(j.t.Stamped) {
 		mode = kombu.JSONTyped
 	}
 	return parentOf(j.t, j.req.ReplyTo, mode)
@@ -414,7 +414,7 @@ func (p *pipeline) failureFollowUps(j *job, exc *resultstore.ExceptionInfo, tb s
 			if id := step.TaskID(); id != "" {
 				metas = append(metas, &resultstore.Meta{
 					TaskID: id, Status: resultstore.Failure, Result: exc, Traceback: tb,
-					Children: []any{}, DateDone: nowUTC(), TypedJSON: p.typedJSON(stamped(j)),
+					Children: []any{}, DateDone: nowUTC(), TypedJSON: p.typedJSON(j.t.Stamped),
 				})
 			}
 		}

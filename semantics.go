@@ -363,7 +363,7 @@ func (p *pipeline) republish(j *job, retries int, eta time.Time) error {
 		serializer = m.ContentType
 	}
 	mode := kombu.JSONPlain
-	if p.typedJSON(stamped(j)) {
+	if p.typedJSON(j.t.Stamped) {
 		mode = kombu.JSONTyped
 	}
 	msg, err := protocolv2.Encode(&nt, protocolv2.EncodeOptions{

@@ -1076,14 +1076,6 @@ func (p *pipeline) typedJSON(stamped bool) bool {
 	return stamped
 }
 
-// stamped reports a stamped_headers header on j's message.
-func stamped(j *job) bool {
-	if j.t != nil {
-		return j.t.Stamped
-	}
-	return messageStamped(j.d.Message)
-}
-
 // messageStamped reports a stamped_headers header on m, building its
 // header map if the transport left the headers as text.
 func messageStamped(m *kombu.Message) bool {
@@ -1116,7 +1108,7 @@ func (p *pipeline) newMeta(j *job, status string) *resultstore.Meta {
 		TaskID: t.ID, Status: status, Children: []any{},
 		GroupID: t.Group, ParentID: t.ParentID,
 		ReplyTo: j.req.ReplyTo, CorrelationID: j.req.CorrelationID,
-		TypedJSON: p.typedJSON(stamped(j)),
+		TypedJSON: p.typedJSON(j.t.Stamped),
 	}
 	if resultstore.Ready(status) {
 		m.DateDone = time.Now().UTC()
