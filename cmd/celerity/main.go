@@ -284,11 +284,11 @@ const workerTimerSlack = timerslack.Default
 // starts anything. A malformed setting is a usage error; any other error
 // means the worker goes on with the system's slack.
 func setTimerSlack(getenv func(string) string) error {
-	setting := getenv(timerslack.EnvVar)
-	if _, err := timerslack.Parse(setting, workerTimerSlack); err != nil {
+	err := timerslack.Setup(getenv(timerslack.EnvVar), workerTimerSlack)
+	if se := (*timerslack.SettingError)(nil); errors.As(err, &se) {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	return timerslack.Setup(setting, workerTimerSlack)
+	return err
 }
 
 // workerConfig maps settings onto the library's Config.

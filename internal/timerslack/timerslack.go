@@ -44,9 +44,20 @@ const EnvVar = "CELERITY_TIMER_SLACK"
 // can.
 const reexecVar = "CELERITY_TIMER_SLACK_REEXEC"
 
+// SettingError reports a malformed timer slack setting: a usage error,
+// as opposed to a slack that could not be applied.
+type SettingError struct {
+	// Setting is the value of EnvVar.
+	Setting string
+}
+
+func (e *SettingError) Error() string {
+	return fmt.Sprintf("%s=%q: want a duration such as 500us, or 0 to leave the timer slack alone", EnvVar, e.Setting)
+}
+
 // Parse reads a timer slack setting: "" means def, "0" means "leave the
 // process's slack as it is" (returned as 0), anything else is a Go
-// duration of at least 1ns.
+// duration of at least 1ns. A malformed setting is a *SettingError.
 func Parse(setting string, def time.Duration) (time.Duration, error) {
 	if setting == "" {
 		return def, nil
@@ -56,7 +67,7 @@ func Parse(setting string, def time.Duration) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(setting)
 	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%s=%q: want a duration such as 500us, or 0 to leave the timer slack alone", EnvVar, setting)
+		return 0, &SettingError{Setting: setting}
 	}
 	return d, nil
 }
@@ -78,7 +89,8 @@ func decide(cur, want time.Duration, explicit bool) bool {
 // once when there is nothing to do: on systems other than Linux, when the
 // setting is "0", when the process already runs with that slack, when
 // the setting is the default and the process runs with a slack someone
-// else chose, and in the image Setup has re-executed. Otherwise it sets
+// else chose, and in the image Setup has re-executed. A malformed
+// setting is a *SettingError, returned before anything is done. Otherwise it sets
 // the calling thread's slack and re-executes the program with the same
 // arguments and environment; it returns only if that fails, and the
 // process then goes on with its threads' slack unchanged. Call it first

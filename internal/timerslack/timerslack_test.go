@@ -26,6 +26,9 @@ func TestParse(t *testing.T) {
 		if (err != nil) != c.err || got != c.want {
 			t.Errorf("Parse(%q) = %v, %v; want %v, error %v", c.in, got, err, c.want, c.err)
 		}
+		if se, ok := err.(*SettingError); c.err && (!ok || se.Setting != c.in) {
+			t.Errorf("Parse(%q) error %T %v, want a *SettingError naming the setting", c.in, err, err)
+		}
 	}
 }
 
