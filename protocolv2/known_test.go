@@ -240,3 +240,28 @@ func hasNaN(t *Task) bool {
 	}
 	return strings.Contains(fmt.Sprintf("%v", t.Extra), "NaN")
 }
+
+// TestHeaderBitsCoverNamedHeaders: every header setHeader handles by
+// name (not into Extra) has a bit in headerBit, and no other does, for
+// every header name the captures carry, so that a repeat of a named
+// header is always noticed.
+func TestHeaderBitsCoverNamedHeaders(t *testing.T) {
+	names := map[string]bool{}
+	for _, file := range captureFiles(t) {
+		m := loadMessage(t, filepath.Base(file))
+		for k := range m.Headers {
+			names[k] = true
+		}
+	}
+	if len(names) < 20 {
+		t.Fatalf("only %d header names in the captures", len(names))
+	}
+	for k := range names {
+		var task Task
+		_ = task.setHeader(k, nil)
+		named := len(task.Extra) == 0
+		if named != (headerBit(k) != 0) {
+			t.Errorf("header %q: handled by name %v, has a bit %v", k, named, headerBit(k) != 0)
+		}
+	}
+}
