@@ -64,6 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&workers, "worker", "", "go, python or both (default both when the Python interpreter has celery, else go)")
 	fs.IntVar(&cfg.Concurrency, "c", 0, "concurrency for both workers (default: 2 for Python prefork, celerity's default for Go)")
 	fs.IntVar(&cfg.Latency, "latency", 200, "sequential send_task+get round trips from a Python client (0: skip)")
+	fs.BoolVar(&cfg.LatencyRaw, "latency-raw", false, "leave the result consumer's unread pub/sub replies (results get() already read by GET) for the next round trip instead of reading them, untimed, between samples")
 	fs.StringVar(&jsonOut, "json", "", "write the report as JSON to this file")
 	fs.StringVar(&cfg.Queue, "queue", "", "queue name (default: a unique name per worker run)")
 	fs.StringVar(&workerBin, "worker-bin", "", "celerity binary (default: go build ./cmd/celerity into a temp dir)")

@@ -50,6 +50,10 @@ type Config struct {
 	Concurrency int
 	// Latency is the number of sequential send_task+get round trips.
 	Latency int
+	// LatencyRaw leaves the result consumer's unread pub/sub replies for
+	// the next round trip instead of reading them between samples (see
+	// drain_stale in testdata/bench_client.py).
+	LatencyRaw bool
 	// Queue is the queue name; "" means a fresh unique name per worker.
 	Queue string
 	// WorkerBin is the celerity binary (required for the Go worker).
@@ -119,6 +123,9 @@ type Latency struct {
 	P99Ms  float64 `json:"p99_ms"`
 	MeanMs float64 `json:"mean_ms"`
 	MaxMs  float64 `json:"max_ms"`
+	// StaleDrained counts the pub/sub replies the client read between
+	// samples, untimed (0 with LatencyRaw).
+	StaleDrained int `json:"stale_drained"`
 }
 
 // Report is the whole output.
@@ -619,7 +626,11 @@ func progress(w io.Writer, format string, a ...any) {
 
 // pythonLatency runs the Python client's sequential round trips.
 func pythonLatency(ctx context.Context, cfg Config, queue, pydir string) (*Latency, error) {
-	out, err := runPython(ctx, cfg, pydir, "latency", queue, strconv.Itoa(cfg.Latency))
+	args := []string{strconv.Itoa(cfg.Latency)}
+	if cfg.LatencyRaw {
+		args = append(args, "raw")
+	}
+	out, err := runPython(ctx, cfg, pydir, "latency", queue, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -646,12 +657,12 @@ func pythonProduce(ctx context.Context, cfg Config, b *Batch, pydir string) erro
 	return err
 }
 
-func runPython(ctx context.Context, cfg Config, pydir, cmdName, queue, arg string) ([]byte, error) {
+func runPython(ctx context.Context, cfg Config, pydir, cmdName, queue string, args ...string) ([]byte, error) {
 	if !PythonHasCelery(cfg.Python) {
 		return nil, errNoPython
 	}
-	c := exec.CommandContext(ctx, cfg.Python, filepath.Join(pydir, "bench_client.py"), cmdName,
-		cfg.Broker, cfg.Backend, queue, arg)
+	argv := append([]string{filepath.Join(pydir, "bench_client.py"), cmdName, cfg.Broker, cfg.Backend, queue}, args...)
+	c := exec.CommandContext(ctx, cfg.Python, argv...)
 	c.Dir = pydir
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr

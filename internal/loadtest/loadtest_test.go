@@ -148,6 +148,12 @@ func TestRunSmoke(t *testing.T) {
 		if latency > 0 && (r.Latency == nil || r.Latency.N != latency || r.Latency.P50Ms <= 0 || r.Latency.P99Ms < r.Latency.P50Ms) {
 			t.Errorf("%s latency: %+v", r.Worker, r.Latency)
 		}
+		// Every round trip leaves at least the confirmation of its
+		// unsubscribe unread on the result consumer's connection; the
+		// client reads those between samples.
+		if latency > 0 && r.Latency != nil && r.Latency.StaleDrained < latency {
+			t.Errorf("%s latency: %d stale replies read between %d samples, want at least one per sample", r.Worker, r.Latency.StaleDrained, latency)
+		}
 	}
 	if n, _ := client.Exists(context.Background(), queue, "_kombu.binding."+queue).Result(); n != 0 {
 		t.Errorf("queue keys left behind: %d", n)
