@@ -126,6 +126,9 @@ type Latency struct {
 	// StaleDrained counts the pub/sub replies the client read between
 	// samples, untimed (0 with LatencyRaw).
 	StaleDrained int `json:"stale_drained"`
+	// Raw: the client left those replies for the next round trip
+	// (LatencyRaw).
+	Raw bool `json:"raw"`
 }
 
 // Report is the whole output.

@@ -64,6 +64,38 @@ func TestWriteTableRatios(t *testing.T) {
 	}
 }
 
+// TestWriteTableLatencyNote: the report says whether the round trips
+// were timed with the stale pub/sub replies read between samples or raw.
+func TestWriteTableLatencyNote(t *testing.T) {
+	for _, c := range []struct {
+		raw  bool
+		want string
+	}{
+		{false, "the client read 7 pub/sub replies"},
+		{true, "round trips: raw"},
+	} {
+		rep := &Report{Runs: []WorkerRun{
+			{Worker: "go", N: 10, TasksPerSec: 1, Latency: &Latency{N: 2, P50Ms: 1, P99Ms: 2, StaleDrained: 3, Raw: c.raw}},
+			{Worker: "python", N: 10, TasksPerSec: 1, Latency: &Latency{N: 2, P50Ms: 2, P99Ms: 3, StaleDrained: 4, Raw: c.raw}},
+		}}
+		if c.raw {
+			for i := range rep.Runs {
+				rep.Runs[i].Latency.StaleDrained = 0
+			}
+		}
+		var buf bytes.Buffer
+		rep.WriteTable(&buf)
+		if !strings.Contains(buf.String(), c.want) {
+			t.Errorf("raw=%v: report lacks %q:\n%s", c.raw, c.want, buf.String())
+		}
+	}
+	var buf bytes.Buffer
+	(&Report{Runs: []WorkerRun{{Worker: "go", N: 10, TasksPerSec: 1}}}).WriteTable(&buf)
+	if strings.Contains(buf.String(), "round trips:") {
+		t.Errorf("a report without round trips has a note about them:\n%s", buf.String())
+	}
+}
+
 // TestWriteTableTimerSlack: the table says which timer slack each side
 // ran with.
 func TestWriteTableTimerSlack(t *testing.T) {

@@ -274,6 +274,7 @@ func (rep *Report) WriteTable(w io.Writer) {
 		}
 		fmt.Fprintf(w, "tasks/s go/python per round: %s\n", strings.Join(parts, ", "))
 	}
+	rep.writeLatencyNote(w)
 	if c := rep.Ceiling; c != nil && c.Latency != nil {
 		l := c.Latency
 		fmt.Fprintf(w, "latency floor: against a bare responder (BRPOP, decode, SETEX+PUBLISH the result, nothing else) the Python client's round trip is p50 %.2f ms, p99 %.2f ms", l.P50Ms, l.P99Ms)
@@ -327,4 +328,25 @@ func redactURL(u string) string {
 		return u
 	}
 	return scheme + "://" + user + ":***@" + rest[at+1:]
+}
+
+// writeLatencyNote says how the round trips were timed: whether the client
+// read the result consumer's stale pub/sub replies between samples
+// (untimed) or left them for the next get() (-latency-raw).
+func (rep *Report) writeLatencyNote(w io.Writer) {
+	samples, drained, raw := 0, 0, false
+	for i := range rep.Runs {
+		if l := rep.Runs[i].Latency; l != nil {
+			samples += l.N
+			drained += l.StaleDrained
+			raw = raw || l.Raw
+		}
+	}
+	switch {
+	case samples == 0:
+	case raw:
+		fmt.Fprintln(w, "round trips: raw, each get() also reads the pub/sub replies earlier round trips left unread")
+	default:
+		fmt.Fprintf(w, "round trips: between samples, untimed, the client read %d pub/sub replies earlier get()s left unread (-latency-raw times them)\n", drained)
+	}
 }

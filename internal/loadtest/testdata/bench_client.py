@@ -3,7 +3,7 @@
   bench_client.py latency BROKER BACKEND QUEUE N [raw]
       N sequential send_task("tasks.add") + get() round trips (after a short
       warm-up); prints {"n", "p50_ms", "p99_ms", "mean_ms", "max_ms",
-      "stale_drained"} as JSON. Between two round trips, outside the timed
+      "stale_drained", "raw"} as JSON. Between two round trips, outside the timed
       part, the replies waiting on the result consumer's pub/sub connection
       are read (see drain_stale); "raw" leaves them for the next get().
   bench_client.py produce BROKER BACKEND QUEUE IDFILE
@@ -81,6 +81,7 @@ def latency(app, queue, n, raw=False):
         "mean_ms": sum(samples) / len(samples),
         "max_ms": samples[-1],
         "stale_drained": drained,
+        "raw": raw,
     }
 
 
