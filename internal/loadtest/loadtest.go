@@ -108,12 +108,22 @@ type WorkerRun struct {
 	Processes   int   `json:"processes"`
 	// CPUSecondsPer1k is CPU time (user+system, all processes) spent from
 	// the first result to the last, per 1000 tasks.
-	CPUSecondsPer1k float64  `json:"cpu_seconds_per_1k"`
-	CPUSeconds      float64  `json:"cpu_seconds"`
-	ResultsFound    int      `json:"results_found"`
-	ResultsWrong    int      `json:"results_wrong"`
-	Latency         *Latency `json:"latency,omitempty"`
-	Errors          []string `json:"errors,omitempty"`
+	CPUSecondsPer1k float64 `json:"cpu_seconds_per_1k"`
+	CPUSeconds      float64 `json:"cpu_seconds"`
+	// BrokerCPUSecondsPer1k is the Redis broker's own CPU time (INFO
+	// cpu: used_cpu_user + used_cpu_sys) over the same span, per 1000
+	// tasks: the load each worker puts on the broker, results included
+	// when they go to the same server. Unset on RabbitMQ.
+	BrokerCPUSecondsPer1k float64 `json:"broker_cpu_seconds_per_1k,omitempty"`
+	// HostStealPercent is the share of the machine's CPU time (all CPUs)
+	// that the hypervisor took for other guests over the same span: a
+	// run with much steal measured a slower machine. Nil where /proc/stat
+	// cannot be read.
+	HostStealPercent *float64 `json:"host_steal_percent,omitempty"`
+	ResultsFound     int      `json:"results_found"`
+	ResultsWrong     int      `json:"results_wrong"`
+	Latency          *Latency `json:"latency,omitempty"`
+	Errors           []string `json:"errors,omitempty"`
 }
 
 // Latency is what the Python client measured.
@@ -366,6 +376,10 @@ func (e *env) measure(ctx context.Context, cmd *exec.Cmd, b *Batch, start time.T
 		firstAt   time.Time
 		firstDone int
 		cpu0      float64
+		host0     HostCPU
+		hostOK    bool
+		broker0   float64
+		brokerOK  bool
 		lastShown time.Time
 		done      int
 		finished  bool
@@ -392,6 +406,8 @@ func (e *env) measure(ctx context.Context, cmd *exec.Cmd, b *Batch, start time.T
 		if firstAt.IsZero() && done > 0 {
 			firstAt, firstDone = now, done
 			cpu0 = GroupUsage(pgid).CPUSeconds
+			host0, hostOK = readHostCPU()
+			broker0, brokerOK = e.brokerCPU(ctx)
 		}
 		if now.Sub(lastSample) >= 100*time.Millisecond {
 			lastSample = now
@@ -409,6 +425,15 @@ func (e *env) measure(ctx context.Context, cmd *exec.Cmd, b *Batch, start time.T
 	}
 	end := time.Now()
 	u := GroupUsage(pgid)
+	n := len(b.IDs) - firstDone
+	if h, ok := readHostCPU(); ok && hostOK {
+		if pct, ok := stealPercent(host0, h); ok {
+			r.HostStealPercent = &pct
+		}
+	}
+	if c, ok := e.brokerCPU(ctx); ok && brokerOK && n > 0 {
+		r.BrokerCPUSecondsPer1k = (c - broker0) / float64(n) * 1000
+	}
 	if e.cfg.Progress != nil && !lastShown.IsZero() {
 		fmt.Fprintf(e.cfg.Progress, "\r[%s] %d/%d done                       \n", r.Worker, len(b.IDs), len(b.IDs))
 	}
@@ -416,7 +441,7 @@ func (e *env) measure(ctx context.Context, cmd *exec.Cmd, b *Batch, start time.T
 	r.MaxRSSBytes = max(r.MaxRSSBytes, u.RSSBytes)
 	r.Processes = u.Processes
 	r.CPUSeconds = u.CPUSeconds - cpu0
-	if n := len(b.IDs) - firstDone; n > 0 {
+	if n > 0 {
 		r.CPUSecondsPer1k = r.CPUSeconds / float64(n) * 1000
 	}
 	r.StartupSeconds = firstAt.Sub(start).Seconds()
@@ -443,6 +468,19 @@ func (e *env) measure(ctx context.Context, cmd *exec.Cmd, b *Batch, start time.T
 		}
 	}
 	return nil
+}
+
+// brokerCPU reads the Redis broker's CPU seconds so far; false on
+// RabbitMQ or when INFO fails.
+func (e *env) brokerCPU(ctx context.Context) (float64, bool) {
+	if e.broker == nil {
+		return 0, false
+	}
+	info, err := e.broker.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, false
+	}
+	return parseInfoCPU(info)
 }
 
 // progress reports how many tasks are done and whether all are.

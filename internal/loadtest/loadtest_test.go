@@ -177,6 +177,9 @@ func TestRunSmoke(t *testing.T) {
 		if r.ResultsFound != 60 || r.ResultsWrong != 0 || r.TasksPerSec <= 0 || r.PeakRSSBytes <= 0 || r.Processes < 1 {
 			t.Errorf("%s: %+v", r.Worker, r)
 		}
+		if r.HostStealPercent == nil || *r.HostStealPercent < 0 || *r.HostStealPercent > 100 {
+			t.Errorf("%s: host steal %v, want a share of /proc/stat's time", r.Worker, r.HostStealPercent)
+		}
 		if latency > 0 && (r.Latency == nil || r.Latency.N != latency || r.Latency.P50Ms <= 0 || r.Latency.P99Ms < r.Latency.P50Ms) {
 			t.Errorf("%s latency: %+v", r.Worker, r.Latency)
 		}
@@ -216,6 +219,19 @@ func TestWriteTableRounds(t *testing.T) {
 	}
 	if strings.Contains(out, "12.00×") {
 		t.Errorf("ratio of medians shown instead of the median ratio:\n%s", out)
+	}
+	if strings.Contains(out, "CPU steal %") {
+		t.Errorf("steal line without steal readings:\n%s", out)
+	}
+	for i := range rep.Runs {
+		v := float64(i)
+		rep.Runs[i].HostStealPercent = &v
+	}
+	rep.Runs[5].HostStealPercent = nil // round 3 has no Python reading
+	buf.Reset()
+	rep.WriteTable(&buf)
+	if want := "CPU steal % during the drain per round, go/python: 0.0/1.0, 2.0/3.0\n"; !strings.Contains(buf.String(), want) {
+		t.Errorf("table lacks %q:\n%s", want, buf.String())
 	}
 }
 

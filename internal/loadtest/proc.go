@@ -106,3 +106,74 @@ func readMem(pid int) (hwm, rss int64) {
 	}
 	return hwm, rss
 }
+
+// HostCPU is the machine's CPU time from the first line of /proc/stat, in
+// clock ticks summed over all CPUs.
+type HostCPU struct {
+	// Total is user+nice+system+idle+iowait+irq+softirq+steal (guest time
+	// is already counted in user and nice).
+	Total int64
+	// Steal is time the hypervisor ran something else while this
+	// machine's virtual CPUs had work.
+	Steal int64
+}
+
+// readHostCPU reads the aggregate "cpu" line of /proc/stat.
+func readHostCPU() (HostCPU, bool) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return HostCPU{}, false
+	}
+	return parseHostCPU(data)
+}
+
+// parseHostCPU parses the contents of /proc/stat.
+func parseHostCPU(data []byte) (HostCPU, bool) {
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return HostCPU{}, false
+	}
+	var h HostCPU
+	for i := 1; i <= 8; i++ {
+		n, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return HostCPU{}, false
+		}
+		h.Total += n
+		if i == 8 {
+			h.Steal = n
+		}
+	}
+	return h, true
+}
+
+// stealPercent is the share of the machine's CPU time stolen between two
+// readings, in percent; false when no time passed.
+func stealPercent(a, b HostCPU) (float64, bool) {
+	total := b.Total - a.Total
+	if total <= 0 {
+		return 0, false
+	}
+	return 100 * float64(b.Steal-a.Steal) / float64(total), true
+}
+
+// parseInfoCPU returns used_cpu_user + used_cpu_sys (seconds) from the
+// text of Redis's INFO cpu.
+func parseInfoCPU(info string) (float64, bool) {
+	var sum float64
+	found := 0
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || (k != "used_cpu_user" && k != "used_cpu_sys") {
+			continue
+		}
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, false
+		}
+		sum += x
+		found++
+	}
+	return sum, found == 2
+}

@@ -77,6 +77,9 @@ type row struct {
 	format string
 	higher bool    // higher is better
 	target float64 // go/python target; 0: none
+	// noRatio: the row describes the machine during each worker's run,
+	// not the worker; go/python means nothing.
+	noRatio bool
 }
 
 func (rep *Report) rows() []row {
@@ -97,17 +100,26 @@ func (rep *Report) rows() []row {
 		}
 	}
 	return []row{
-		{"tasks/s", func(r *WorkerRun) (float64, bool) { return r.TasksPerSec, r.TasksPerSec > 0 }, "%.0f", true, tput},
-		{"tasks/s incl. startup", func(r *WorkerRun) (float64, bool) { return r.WallTasksPerSec, r.WallTasksPerSec > 0 }, "%.0f", true, 0},
-		{"startup to first task (s)", func(r *WorkerRun) (float64, bool) { return r.StartupSeconds, r.StartupSeconds > 0 }, "%.2f", false, 0},
+		{"tasks/s", func(r *WorkerRun) (float64, bool) { return r.TasksPerSec, r.TasksPerSec > 0 }, "%.0f", true, tput, false},
+		{"tasks/s incl. startup", func(r *WorkerRun) (float64, bool) { return r.WallTasksPerSec, r.WallTasksPerSec > 0 }, "%.0f", true, 0, false},
+		{"startup to first task (s)", func(r *WorkerRun) (float64, bool) { return r.StartupSeconds, r.StartupSeconds > 0 }, "%.2f", false, 0, false},
 		{"peak RSS, MiB (sum VmHWM)", func(r *WorkerRun) (float64, bool) {
 			return float64(r.PeakRSSBytes) / (1 << 20), r.PeakRSSBytes > 0
-		}, "%.1f", false, 0.25},
-		{"processes", func(r *WorkerRun) (float64, bool) { return float64(r.Processes), r.Processes > 0 }, "%.0f", false, 0},
-		{"CPU s per 1k tasks", func(r *WorkerRun) (float64, bool) { return r.CPUSecondsPer1k, r.CPUSecondsPer1k > 0 }, "%.3f", false, 0},
-		{"round trip p50 (ms)", lat(func(l *Latency) float64 { return l.P50Ms }), "%.2f", false, 0.40},
-		{"round trip p99 (ms)", lat(func(l *Latency) float64 { return l.P99Ms }), "%.2f", false, 0.50},
-		{"round trip mean (ms)", lat(func(l *Latency) float64 { return l.MeanMs }), "%.2f", false, 0},
+		}, "%.1f", false, 0.25, false},
+		{"processes", func(r *WorkerRun) (float64, bool) { return float64(r.Processes), r.Processes > 0 }, "%.0f", false, 0, false},
+		{"CPU s per 1k tasks", func(r *WorkerRun) (float64, bool) { return r.CPUSecondsPer1k, r.CPUSecondsPer1k > 0 }, "%.3f", false, 0, false},
+		{"broker CPU s per 1k tasks", func(r *WorkerRun) (float64, bool) {
+			return r.BrokerCPUSecondsPer1k, r.BrokerCPUSecondsPer1k > 0
+		}, "%.3f", false, 0, false},
+		{"CPU steal during drain (%)", func(r *WorkerRun) (float64, bool) {
+			if r.HostStealPercent == nil {
+				return 0, false
+			}
+			return *r.HostStealPercent, true
+		}, "%.1f", false, 0, true},
+		{"round trip p50 (ms)", lat(func(l *Latency) float64 { return l.P50Ms }), "%.2f", false, 0.40, false},
+		{"round trip p99 (ms)", lat(func(l *Latency) float64 { return l.P99Ms }), "%.2f", false, 0.50, false},
+		{"round trip mean (ms)", lat(func(l *Latency) float64 { return l.MeanMs }), "%.2f", false, 0, false},
 	}
 }
 
@@ -249,7 +261,7 @@ func (rep *Report) WriteTable(w io.Writer) {
 			}
 		}
 		if g != nil && p != nil {
-			if rs := rep.ratios(row.get); len(rs) > 0 {
+			if rs := rep.ratios(row.get); len(rs) > 0 && !row.noRatio {
 				ratio := median(rs)
 				line += fmt.Sprintf("%.2f×\t", ratio)
 				switch {
@@ -273,6 +285,7 @@ func (rep *Report) WriteTable(w io.Writer) {
 			parts = append(parts, fmt.Sprintf("%.2f×", r))
 		}
 		fmt.Fprintf(w, "tasks/s go/python per round: %s\n", strings.Join(parts, ", "))
+		rep.writeStealLine(w, rounds)
 	}
 	rep.writeLatencyNote(w)
 	if c := rep.Ceiling; c != nil && c.Latency != nil {
@@ -303,6 +316,32 @@ func (rep *Report) WriteTable(w io.Writer) {
 		for _, e := range r.Errors {
 			fmt.Fprintf(w, "%s: %s\n", r.Worker, e)
 		}
+	}
+}
+
+// writeStealLine lists each round's CPU steal during the Go and the
+// Python drain, when both were read: a round whose two workers ran on
+// differently loaded hosts compares less well.
+func (rep *Report) writeStealLine(w io.Writer, rounds int) {
+	steal := func(worker string, round int) (float64, bool) {
+		for i := range rep.Runs {
+			r := &rep.Runs[i]
+			if r.Worker == worker && r.Round == round && r.HostStealPercent != nil {
+				return *r.HostStealPercent, true
+			}
+		}
+		return 0, false
+	}
+	var parts []string
+	for round := 1; round <= rounds; round++ {
+		g, ok1 := steal("go", round)
+		p, ok2 := steal("python", round)
+		if ok1 && ok2 {
+			parts = append(parts, fmt.Sprintf("%.1f/%.1f", g, p))
+		}
+	}
+	if len(parts) > 0 {
+		fmt.Fprintf(w, "CPU steal %% during the drain per round, go/python: %s\n", strings.Join(parts, ", "))
 	}
 }
 
