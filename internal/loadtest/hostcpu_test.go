@@ -3,8 +3,11 @@ package loadtest
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
 	"testing"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 func TestParseHostCPU(t *testing.T) {
@@ -109,5 +112,52 @@ func TestWriteTableHostRows(t *testing.T) {
 	}
 	if got := lines["CPU steal during drain (%)"]; got != "12.5 2.0 -" {
 		t.Errorf("steal row = %q, want %q\n%s", got, "12.5 2.0 -", buf.String())
+	}
+}
+
+func TestLoopbackURL(t *testing.T) {
+	for _, c := range []struct {
+		url  string
+		want bool
+	}{
+		{"amqp://guest:guest@127.0.0.1:5672//", true},
+		{"amqp://guest:guest@localhost:5672//", true},
+		{"amqp://[::1]:5672/", true},
+		{"amqp://guest:guest@rabbit.example:5672//", false},
+		{"amqp://10.0.0.7/", false},
+		{"://bad", false},
+	} {
+		if got := loopbackURL(c.url); got != c.want {
+			t.Errorf("loopbackURL(%q) = %v, want %v", c.url, got, c.want)
+		}
+	}
+}
+
+// TestLocalRabbitMQ finds the RabbitMQ server the tests use on this
+// machine and reads its CPU time; a remote URL finds nothing.
+func TestLocalRabbitMQ(t *testing.T) {
+	const u = "amqp://guest:guest@127.0.0.1:5672//"
+	conn, err := amqp.Dial(u)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("rabbitmq: %v", err)
+		}
+		t.Skipf("rabbitmq not reachable: %v", err)
+	}
+	conn.Close()
+	pid, ok := localRabbitMQ(u)
+	if !ok {
+		t.Skip("RabbitMQ answers on 127.0.0.1 but no local beam.smp booting rabbit is visible (a container?)")
+	}
+	cpu, ok := processCPU(pid)
+	if !ok || cpu <= 0 {
+		t.Errorf("RabbitMQ (pid %d) CPU = %v s, %v", pid, cpu, ok)
+	}
+	e := &env{rabbitPID: pid}
+	if got, ok := e.brokerCPU(context.Background()); !ok || got < cpu {
+		t.Errorf("brokerCPU = %v, %v; want at least %v", got, ok, cpu)
+	}
+	if _, ok := localRabbitMQ("amqp://guest:guest@rabbit.example:5672//"); ok {
+		t.Error("a remote broker was matched to a local process")
 	}
 }

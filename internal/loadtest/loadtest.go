@@ -110,10 +110,11 @@ type WorkerRun struct {
 	// the first result to the last, per 1000 tasks.
 	CPUSecondsPer1k float64 `json:"cpu_seconds_per_1k"`
 	CPUSeconds      float64 `json:"cpu_seconds"`
-	// BrokerCPUSecondsPer1k is the Redis broker's own CPU time (INFO
-	// cpu: used_cpu_user + used_cpu_sys) over the same span, per 1000
-	// tasks: the load each worker puts on the broker, results included
-	// when they go to the same server. Unset on RabbitMQ.
+	// BrokerCPUSecondsPer1k is the broker's own CPU time over the same
+	// span, per 1000 tasks: the load each worker puts on it. Redis: INFO
+	// cpu (used_cpu_user + used_cpu_sys), results included when they go
+	// to the same server. RabbitMQ: its beam.smp process's user+system
+	// time from /proc, only when it runs on this machine; unset otherwise.
 	BrokerCPUSecondsPer1k float64 `json:"broker_cpu_seconds_per_1k,omitempty"`
 	// HostStealPercent is the share of the machine's CPU time (all CPUs)
 	// that the hypervisor took for other guests over the same span: a
@@ -242,6 +243,9 @@ type env struct {
 	backend  *redis.Client // redis result backend, nil when off
 	amqpConn *amqp.Connection
 	amqpCh   *amqp.Channel
+	// rabbitPID is the local RabbitMQ server's process (0: remote or
+	// not found), whose CPU time stands for the broker's.
+	rabbitPID int
 }
 
 func (e *env) close() {
@@ -275,6 +279,7 @@ func openEnv(cfg Config) (*env, error) {
 			e.close()
 			return nil, err
 		}
+		e.rabbitPID, _ = localRabbitMQ(cfg.Broker)
 	}
 	if cfg.Backend != "" {
 		o, err := redis.ParseURL(cfg.Backend)
@@ -470,10 +475,14 @@ func (e *env) measure(ctx context.Context, cmd *exec.Cmd, b *Batch, start time.T
 	return nil
 }
 
-// brokerCPU reads the Redis broker's CPU seconds so far; false on
-// RabbitMQ or when INFO fails.
+// brokerCPU reads the broker's CPU seconds so far: Redis's from INFO
+// cpu, RabbitMQ's from /proc when it runs on this machine; false when
+// neither can be read.
 func (e *env) brokerCPU(ctx context.Context) (float64, bool) {
 	if e.broker == nil {
+		if e.rabbitPID > 0 {
+			return processCPU(e.rabbitPID)
+		}
 		return 0, false
 	}
 	info, err := e.broker.Info(ctx, "cpu").Result()

@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"bytes"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -176,4 +177,57 @@ func parseInfoCPU(info string) (float64, bool) {
 		found++
 	}
 	return sum, found == 2
+}
+
+// localRabbitMQ returns the pid of the RabbitMQ server serving amqpURL
+// when it runs on this machine (a beam.smp process booting rabbit, and a
+// loopback host in the URL), so that its CPU time can be read from /proc.
+func localRabbitMQ(amqpURL string) (int, bool) {
+	if !loopbackURL(amqpURL) {
+		return 0, false
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, false
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile("/proc/" + e.Name() + "/comm")
+		if err != nil || strings.TrimSpace(string(comm)) != "beam.smp" {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		if bytes.Contains(cmdline, []byte("\x00rabbit\x00")) {
+			return pid, true
+		}
+	}
+	return 0, false
+}
+
+// loopbackURL reports whether the URL's host is this machine.
+func loopbackURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	switch u.Hostname() {
+	case "", "localhost", "127.0.0.1", "::1":
+		return true
+	}
+	return false
+}
+
+// processCPU returns user+system seconds of one process.
+func processCPU(pid int) (float64, bool) {
+	st, ok := readStat(pid)
+	if !ok {
+		return 0, false
+	}
+	return float64(st.utime+st.stime) / clockTicks, true
 }
