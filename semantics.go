@@ -154,6 +154,8 @@ func (p *pipeline) timeLimits(j *job) (hard, soft time.Duration) {
 		pick(tl.Soft, j.reg.opts.SoftTimeLimit, p.w.cfg.SoftTimeLimit)
 }
 
+// callResult is what a handler call gave: its return value and error,
+// and the stack when it panicked.
 type callResult struct {
 	ret   any
 	err   error
@@ -167,11 +169,10 @@ type callResult struct {
 // if the handler ignores it, it keeps running in its own goroutine (Go
 // cannot stop a goroutine) and whatever it returns is discarded; the
 // execution slot is free for the next task.
-func (p *pipeline) runLimited(parent context.Context, j *job) (ret any, err error, stack []byte, hardLimit time.Duration) {
+func (p *pipeline) runLimited(parent context.Context, j *job) (res callResult, hardLimit time.Duration) {
 	hard, soft := p.timeLimits(j)
 	if hard <= 0 && soft <= 0 {
-		ret, err, stack = p.call(parent, j)
-		return ret, err, stack, 0
+		return p.call(parent, j), 0
 	}
 	t := j.t
 	ctx, cancel := context.WithCancelCause(parent)
@@ -188,19 +189,17 @@ func (p *pipeline) runLimited(parent context.Context, j *job) (ret any, err erro
 		defer st.Stop()
 	}
 	if hard <= 0 {
-		ret, err, stack = p.call(ctx, j)
-		return ret, err, stack, 0
+		return p.call(ctx, j), 0
 	}
 	done := make(chan callResult, 1)
 	go func() {
-		r, e, s := p.call(ctx, j)
-		done <- callResult{r, e, s}
+		done <- p.call(ctx, j)
 	}()
 	ht := time.NewTimer(hard)
 	defer ht.Stop()
 	select {
 	case r := <-done:
-		return r.ret, r.err, r.stack, 0
+		return r, 0
 	case <-ht.C:
 		cancel(ErrTimeLimitExceeded)
 		p.abandoned.Add(1)
@@ -208,7 +207,7 @@ func (p *pipeline) runLimited(parent context.Context, j *job) (ret any, err erro
 			<-done
 			p.abandoned.Add(-1)
 		}()
-		return nil, nil, nil, hard
+		return callResult{}, hard
 	}
 }
 

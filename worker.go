@@ -1189,7 +1189,8 @@ func (p *pipeline) execute(j *job) {
 		p.results.put(resultJob{meta: m})
 	}
 	start := time.Now()
-	ret, err, stack, hardLimit := p.runLimited(ctx, j)
+	res, hardLimit := p.runLimited(ctx, j)
+	ret, err, stack := res.ret, res.err, res.stack
 	if j.terminated.Load() {
 		p.revokedTask(j, false, !late)
 		return
@@ -1262,19 +1263,19 @@ func (p *pipeline) fail(j *job, err error, stack []byte, late bool, runtime floa
 }
 
 // call runs the handler, turning a panic into an error with its stack.
-func (p *pipeline) call(ctx context.Context, j *job) (ret any, err error, stack []byte) {
+func (p *pipeline) call(ctx context.Context, j *job) (res callResult) {
 	defer func() {
 		if r := recover(); r != nil {
-			stack = debug.Stack()
+			res.stack = debug.Stack()
 			if e, ok := r.(error); ok {
-				err = fmt.Errorf("panic: %w", e)
+				res.err = fmt.Errorf("panic: %w", e)
 			} else {
-				err = fmt.Errorf("panic: %v", r)
+				res.err = fmt.Errorf("panic: %v", r)
 			}
 		}
 	}()
-	ret, err = j.reg.handler(ctx, j.req)
-	return ret, err, nil
+	res.ret, res.err = j.reg.handler(ctx, j.req)
+	return res
 }
 
 // traceback renders the text stored as the result's traceback.
