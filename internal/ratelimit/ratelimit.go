@@ -6,6 +6,7 @@ package ratelimit
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,7 +35,7 @@ func Parse(s string) (float64, error) {
 		}
 	}
 	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
-	if err != nil || n < 0 {
+	if err != nil || n < 0 || math.IsNaN(n) {
 		return 0, fmt.Errorf("ratelimit: bad rate %q", s)
 	}
 	return n / per, nil
@@ -52,9 +53,16 @@ type Bucket struct {
 }
 
 // NewBucket returns a bucket admitting perSecond tasks per second;
-// perSecond must be positive.
+// perSecond must be positive. A rate so low that its interval exceeds
+// what a time.Duration holds (about 292 years) gets the longest one: the
+// bucket admits its first task and holds the rest, as Celery's does. An
+// infinite rate admits everything at once.
 func NewBucket(perSecond float64) *Bucket {
-	return &Bucket{interval: time.Duration(float64(time.Second) / perSecond)}
+	iv := float64(time.Second) / perSecond
+	if !(iv < math.MaxInt64) { // also NaN
+		return &Bucket{interval: math.MaxInt64}
+	}
+	return &Bucket{interval: time.Duration(iv)}
 }
 
 // Interval is the spacing between admitted tasks.
