@@ -72,6 +72,8 @@ func TestRedisFailureAndTypeError(t *testing.T) {
 		{Name: "tasks.add", Args: []any{1, 2, 3}},
 		{Name: "tasks.add", Args: []any{1}, Kwargs: map[string]any{"x": 2}},
 		{Name: "tasks.add", Args: []any{1, 2}, Kwargs: map[string]any{"z": 2}},
+		{Name: "tasks.sleep", Args: []any{-1}},
+		{Name: "tasks.sleep", Args: []any{1e300}},
 	}})
 	f := res[0]
 	if f.State != "FAILURE" || f.ExcType != "ValueError" || f.ExcModule != "builtins" || f.ExcStr != "boom" {
@@ -90,6 +92,17 @@ func TestRedisFailureAndTypeError(t *testing.T) {
 		r := res[i+1]
 		if r.State != "FAILURE" || r.ExcType != "TypeError" || r.ExcStr != w {
 			t.Errorf("call %d: got %s %s(%q), want TypeError(%q)", i+1, r.State, r.ExcType, r.ExcStr, w)
+		}
+	}
+	// time.sleep's own errors, as a Python worker running the reference
+	// task would store them.
+	for i, w := range []struct{ typ, str string }{
+		{"ValueError", "sleep length must be non-negative"},
+		{"OverflowError", "timestamp too large to convert to C _PyTime_t"},
+	} {
+		r := res[5+i]
+		if r.State != "FAILURE" || r.ExcType != w.typ || r.ExcModule != "builtins" || r.ExcStr != w.str {
+			t.Errorf("sleep call %d: got %s %s.%s(%q), want builtins.%s(%q)", i, r.State, r.ExcModule, r.ExcType, r.ExcStr, w.typ, w.str)
 		}
 	}
 }

@@ -7,6 +7,7 @@ package handlers
 import (
 	"context"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/celerity-go/celerity"
@@ -91,7 +92,11 @@ func Register(w *celerity.Worker, logger *slog.Logger) error {
 		},
 		func() error {
 			return celerity.Register(w, "tasks.sleep", func(ctx context.Context, t *celerity.Task[seconds]) (float64, error) {
-				tm := time.NewTimer(time.Duration(t.Args.Seconds * float64(time.Second)))
+				d, err := sleepDuration(t.Args.Seconds)
+				if err != nil {
+					return 0, err
+				}
+				tm := time.NewTimer(d)
 				defer tm.Stop()
 				select {
 				case <-tm.C:
@@ -175,4 +180,22 @@ func RequestInfo(r *celerity.Request) map[string]any {
 		"args":   args,
 		"kwargs": kwargs,
 	}
+}
+
+// sleepDuration converts time.sleep's argument as CPython 3 does: the
+// seconds become int64 nanoseconds (rounded up), NaN and negative lengths
+// raise ValueError, and a length out of int64's range, infinities
+// included, OverflowError. time.Duration has the same range.
+func sleepDuration(s float64) (time.Duration, error) {
+	if math.IsNaN(s) {
+		return 0, celerity.ValueError("Invalid value NaN (not a number)")
+	}
+	ns := math.Ceil(s * 1e9)
+	if !(ns >= math.MinInt64 && ns < math.MaxInt64) {
+		return 0, celerity.NewPyError("builtins", "OverflowError", "timestamp too large to convert to C _PyTime_t")
+	}
+	if ns < 0 {
+		return 0, celerity.ValueError("sleep length must be non-negative")
+	}
+	return time.Duration(ns), nil
 }
