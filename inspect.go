@@ -3,6 +3,9 @@ package celerity
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -234,6 +237,52 @@ func (w *Worker) SetRateLimit(task, rate string) error {
 	w.rates.Store(&next)
 	w.log.Info("New rate limit for tasks of type "+task+": "+rate+".", "task_name", task)
 	return nil
+}
+
+// SetTimeLimit changes a task's own soft and hard time limits while the
+// worker runs, in seconds, as Celery's time_limit command sets the task's
+// soft_time_limit and time_limit: a message's timelimit header still
+// comes first, and nil (None) or 0 leaves the task without a limit of its
+// own, so the worker's setting applies. A limit must be a non-negative
+// number; one beyond time.Duration's range (about 292 years) is taken as
+// that range.
+func (w *Worker) SetTimeLimit(task string, soft, hard *float64) error {
+	if _, ok := w.handlers[task]; !ok {
+		return ErrUnknownTask
+	}
+	s, err := limitSeconds("soft", soft)
+	if err != nil {
+		return err
+	}
+	h, err := limitSeconds("hard", hard)
+	if err != nil {
+		return err
+	}
+	w.rateMu.Lock()
+	defer w.rateMu.Unlock()
+	next := map[string]taskLimits{}
+	if old := w.limits.Load(); old != nil {
+		maps.Copy(next, *old)
+	}
+	next[task] = taskLimits{hard: h, soft: s}
+	w.limits.Store(&next)
+	return nil
+}
+
+// limitSeconds converts a time limit in seconds (nil: none) to a Duration.
+func limitSeconds(which string, secs *float64) (time.Duration, error) {
+	if secs == nil {
+		return 0, nil
+	}
+	f := *secs
+	if math.IsNaN(f) || f < 0 {
+		return 0, fmt.Errorf("%s time limit %v: want a non-negative number of seconds", which, f)
+	}
+	ns := f * float64(time.Second)
+	if ns >= math.MaxInt64 {
+		return math.MaxInt64, nil
+	}
+	return time.Duration(ns), nil
 }
 
 // Stats returns the worker's counters.

@@ -150,8 +150,20 @@ func (p *pipeline) timeLimits(j *job) (hard, soft time.Duration) {
 		return cfg
 	}
 	tl := j.t.TimeLimit
-	return pick(tl.Hard, j.reg.opts.TimeLimit, p.w.cfg.TimeLimit),
-		pick(tl.Soft, j.reg.opts.SoftTimeLimit, p.w.cfg.SoftTimeLimit)
+	taskHard, taskSoft := j.reg.opts.TimeLimit, j.reg.opts.SoftTimeLimit
+	if m := p.w.limits.Load(); m != nil {
+		if l, ok := (*m)[j.t.Name]; ok {
+			taskHard, taskSoft = l.hard, l.soft
+		}
+	}
+	return pick(tl.Hard, taskHard, p.w.cfg.TimeLimit),
+		pick(tl.Soft, taskSoft, p.w.cfg.SoftTimeLimit)
+}
+
+// taskLimits are a task's hard and soft time limits set at run time; 0
+// is none of its own (the worker's setting applies).
+type taskLimits struct {
+	hard, soft time.Duration
 }
 
 // callResult is what a handler call gave: its return value and error,

@@ -2,9 +2,11 @@ package celerity
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"reflect"
 	"strings"
 	"sync"
@@ -665,5 +667,62 @@ func TestRetryErrorText(t *testing.T) {
 		if got := c.e.Error(); got != c.want {
 			t.Errorf("%q, want %q", got, c.want)
 		}
+	}
+}
+
+// SetTimeLimit (Celery's time_limit command) replaces the task's own
+// limits: a running worker soft-limits the next task, a message's header
+// still comes first, and nil soft/hard fall back to the worker's setting.
+func TestSetTimeLimit(t *testing.T) {
+	h := newHarness(t, Config{})
+	if err := h.w.Handle("t.wait", func(ctx context.Context, _ *Request) (any, error) {
+		<-ctx.Done()
+		return nil, context.Cause(ctx)
+	}, WithTimeLimit(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	soft := 0.02
+	if err := h.w.SetTimeLimit("t.wait", &soft, nil); err != nil {
+		t.Fatal(err)
+	}
+	task := &protocolv2.Task{Name: "t.wait"}
+	h.send(task, protocolv2.EncodeOptions{})
+	if e := excOf(t, h.waitFinal(task.ID)); e.Type != "SoftTimeLimitExceeded" {
+		t.Errorf("after time_limit soft=0.02: %+v", e)
+	}
+
+	if err := h.w.SetTimeLimit("t.nope", &soft, nil); !errors.Is(err, ErrUnknownTask) {
+		t.Errorf("unknown task: %v", err)
+	}
+	for _, bad := range []float64{-1, math.NaN()} {
+		if err := h.w.SetTimeLimit("t.wait", &bad, nil); err == nil {
+			t.Errorf("soft %v accepted", bad)
+		}
+	}
+
+	p := &pipeline{w: &Worker{cfg: Config{TimeLimit: 9 * time.Second, SoftTimeLimit: 8 * time.Second}, handlers: h.w.handlers}}
+	reg := &registered{opts: TaskOptions{TimeLimit: 7 * time.Second, SoftTimeLimit: 6 * time.Second}}
+	limits := func(tl protocolv2.TimeLimit) (time.Duration, time.Duration) {
+		return p.timeLimits(&job{t: &protocolv2.Task{Name: "t.wait", TimeLimit: tl}, reg: reg})
+	}
+	if hard, soft := limits(protocolv2.TimeLimit{}); hard != 7*time.Second || soft != 6*time.Second {
+		t.Errorf("before: %v %v, want the task's 7s 6s", hard, soft)
+	}
+	two, huge := 2.0, 1e300
+	if err := p.w.SetTimeLimit("t.wait", nil, &two); err != nil {
+		t.Fatal(err)
+	}
+	if hard, soft := limits(protocolv2.TimeLimit{}); hard != 2*time.Second || soft != 8*time.Second {
+		t.Errorf("soft=None hard=2: %v %v, want 2s and the worker's 8s", hard, soft)
+	}
+	if hard, soft := limits(protocolv2.TimeLimit{Hard: protocolv2.Seconds(3), Soft: protocolv2.Seconds(1)}); hard != 3*time.Second || soft != time.Second {
+		t.Errorf("header over time_limit: %v %v, want 3s 1s", hard, soft)
+	}
+	if err := p.w.SetTimeLimit("t.wait", &huge, nil); err != nil {
+		t.Fatal(err)
+	}
+	if hard, soft := limits(protocolv2.TimeLimit{}); hard != 9*time.Second || soft != math.MaxInt64 {
+		t.Errorf("soft=1e300 hard=None: %v %v, want the worker's 9s and the longest Duration", hard, soft)
 	}
 }

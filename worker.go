@@ -44,6 +44,10 @@ type Worker struct {
 	stop    atomic.Value // context.CancelFunc of the running fetch context
 	rateMu  sync.Mutex
 	rates   atomic.Pointer[map[string]*ratelimit.Bucket]
+	// limits holds the time limits set by SetTimeLimit (Celery's
+	// time_limit command), which replace the task's own; nil until the
+	// first is set. Guarded for writes by rateMu.
+	limits atomic.Pointer[map[string]taskLimits]
 }
 
 // NewWorker returns a worker consuming from tr and storing results in rb

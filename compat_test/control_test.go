@@ -73,6 +73,16 @@ except TaskRevokedError as e:
     res["terminated"] = [str(e), long.state]
 
 res["add"] = app.send_task("tasks.add", args=(2, 2)).get(timeout=15)
+
+res["time_limit"] = app.control.time_limit("tasks.sleep", soft=0.5, hard=10, reply=True, destination=[node], timeout=3)
+res["time_limit_unknown"] = app.control.time_limit("tasks.nope", soft=1, reply=True, destination=[node], timeout=3)
+slow = app.send_task("tasks.sleep", args=(5,))
+t0 = time.time()
+try:
+    slow.get(timeout=15)
+    res["time_limited"] = ["no error", slow.state]
+except Exception as e:
+    res["time_limited"] = [type(e).__name__, slow.state, time.time() - t0 < 4]
 stats = (insp.stats() or {}).get(node, {})
 res["stats_total_add"] = stats.get("total", {}).get("tasks.add")
 res["revoked_list"] = sorted((insp.revoked() or {}).get(node, []))
@@ -101,6 +111,15 @@ print(json.dumps(res))
 	}
 	if got["add"] != 4.0 || got["stats_total_add"] != 1.0 {
 		t.Errorf("after revokes: add %v, stats total %v", got["add"], got["stats_total_add"])
+	}
+	if want := []any{map[string]any{node: map[string]any{"ok": "time limits set successfully"}}}; !reflect.DeepEqual(got["time_limit"], want) {
+		t.Errorf("time_limit reply: %v", got["time_limit"])
+	}
+	if want := []any{map[string]any{node: map[string]any{"error": "unknown task"}}}; !reflect.DeepEqual(got["time_limit_unknown"], want) {
+		t.Errorf("time_limit for an unknown task: %v", got["time_limit_unknown"])
+	}
+	if !reflect.DeepEqual(got["time_limited"], []any{"SoftTimeLimitExceeded", "FAILURE", true}) {
+		t.Errorf("tasks.sleep(5) after time_limit soft=0.5: %v", got["time_limited"])
 	}
 	if !reflect.DeepEqual(got["revoked_list"], got["revoked_expected"]) {
 		t.Errorf("inspect revoked %v, want %v", got["revoked_list"], got["revoked_expected"])
