@@ -278,11 +278,7 @@ func limitSeconds(which string, secs *float64) (time.Duration, error) {
 	if math.IsNaN(f) || f < 0 {
 		return 0, fmt.Errorf("%s time limit %v: want a non-negative number of seconds", which, f)
 	}
-	ns := f * float64(time.Second)
-	if ns >= math.MaxInt64 {
-		return math.MaxInt64, nil
-	}
-	return time.Duration(ns), nil
+	return secondsDuration(f), nil
 }
 
 // Stats returns the worker's counters.

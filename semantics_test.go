@@ -503,6 +503,10 @@ func TestTimeLimitPrecedence(t *testing.T) {
 		{protocolv2.TimeLimit{}, 7 * time.Second, 8 * time.Second},
 		{protocolv2.TimeLimit{Hard: protocolv2.Seconds(2), Soft: protocolv2.Seconds(1.5)}, 2 * time.Second, 1500 * time.Millisecond},
 		{protocolv2.TimeLimit{Hard: protocolv2.Seconds(0)}, 7 * time.Second, 8 * time.Second}, // 0 is falsy in Celery
+		// Beyond a Duration (kombu's JSON also reads Infinity): the longest
+		// one, not a conversion that wraps to "no limit" on one CPU and
+		// not on another.
+		{protocolv2.TimeLimit{Hard: protocolv2.Seconds(1e300), Soft: protocolv2.Seconds(math.Inf(1))}, math.MaxInt64, math.MaxInt64},
 	} {
 		j := &job{t: &protocolv2.Task{TimeLimit: c.tl}, reg: reg}
 		if hard, soft := p.timeLimits(j); hard != c.hard || soft != c.soft {
