@@ -177,8 +177,13 @@ func TestRunSmoke(t *testing.T) {
 		if r.ResultsFound != 60 || r.ResultsWrong != 0 || r.TasksPerSec <= 0 || r.PeakRSSBytes <= 0 || r.Processes < 1 {
 			t.Errorf("%s: %+v", r.Worker, r)
 		}
-		if r.HostStealPercent == nil || *r.HostStealPercent < 0 || *r.HostStealPercent > 100 {
-			t.Errorf("%s: host steal %v, want a share of /proc/stat's time", r.Worker, r.HostStealPercent)
+		// /proc/stat counts in 10 ms ticks: a drain shorter than a few
+		// ticks may see none pass and reports no steal.
+		if r.HostStealPercent == nil && r.MeasureSeconds >= 0.05 {
+			t.Errorf("%s: no host steal for a %.3f s drain", r.Worker, r.MeasureSeconds)
+		}
+		if p := r.HostStealPercent; p != nil && (*p < 0 || *p > 100) {
+			t.Errorf("%s: host steal %v%%, want a share of /proc/stat's time", r.Worker, *p)
 		}
 		if latency > 0 && (r.Latency == nil || r.Latency.N != latency || r.Latency.P50Ms <= 0 || r.Latency.P99Ms < r.Latency.P50Ms) {
 			t.Errorf("%s latency: %+v", r.Worker, r.Latency)
