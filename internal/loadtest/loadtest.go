@@ -119,7 +119,7 @@ type WorkerRun struct {
 	// HostStealPercent is the share of the machine's CPU time (all CPUs)
 	// that the hypervisor took for other guests over the same span: a
 	// run with much steal measured a slower machine. Nil where /proc/stat
-	// cannot be read.
+	// cannot be read or no clock tick passed during the drain.
 	HostStealPercent *float64 `json:"host_steal_percent,omitempty"`
 	ResultsFound     int      `json:"results_found"`
 	ResultsWrong     int      `json:"results_wrong"`

@@ -29,15 +29,7 @@ type TreeUsage struct {
 // (the worker started with Setpgid, so its pid).
 func GroupUsage(pgid int) TreeUsage {
 	var u TreeUsage
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return u
-	}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
+	for _, pid := range pids() {
 		st, ok := readStat(pid)
 		if !ok || st.pgrp != pgid {
 			continue
@@ -52,6 +44,21 @@ func GroupUsage(pgid int) TreeUsage {
 		u.RSSBytes += rss
 	}
 	return u
+}
+
+// pids lists the processes in /proc.
+func pids() []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	out := make([]int, 0, len(ents))
+	for _, e := range ents {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 type procStat struct {
@@ -186,20 +193,13 @@ func localRabbitMQ(amqpURL string) (int, bool) {
 	if !loopbackURL(amqpURL) {
 		return 0, false
 	}
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, false
-	}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		comm, err := os.ReadFile("/proc/" + e.Name() + "/comm")
+	for _, pid := range pids() {
+		dir := "/proc/" + strconv.Itoa(pid)
+		comm, err := os.ReadFile(dir + "/comm")
 		if err != nil || strings.TrimSpace(string(comm)) != "beam.smp" {
 			continue
 		}
-		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		cmdline, err := os.ReadFile(dir + "/cmdline")
 		if err != nil {
 			continue
 		}
