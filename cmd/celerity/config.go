@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -240,19 +241,40 @@ func asBool(v any) (bool, error) {
 	return false, fmt.Errorf("want true or false, got %T", v)
 }
 
+// asSeconds reads a duration in seconds. A negative or NaN value is an
+// error (a negative visibility timeout would restore every unacked
+// message at once); one beyond a Duration's range (about 292 years) is
+// the longest Duration rather than a conversion that wraps negative.
 func asSeconds(v any) (time.Duration, error) {
+	var f float64
 	switch x := v.(type) {
 	case nil:
 		return 0, nil
 	case int:
-		return time.Duration(x) * time.Second, nil
+		f = float64(x)
 	case float64:
-		return time.Duration(x * float64(time.Second)), nil
+		f = x
 	case string:
-		f, err := strconv.ParseFloat(x, 64)
-		return time.Duration(f * float64(time.Second)), err
+		var err error
+		if f, err = strconv.ParseFloat(strings.TrimSpace(x), 64); err != nil {
+			return 0, err
+		}
+	default:
+		return 0, fmt.Errorf("want seconds, got %T", v)
 	}
-	return 0, fmt.Errorf("want seconds, got %T", v)
+	if math.IsNaN(f) || f < 0 {
+		return 0, fmt.Errorf("want a non-negative number of seconds, got %v", v)
+	}
+	return secondsDuration(f), nil
+}
+
+// secondsDuration converts non-negative seconds to a Duration, the
+// longest one for anything beyond its range.
+func secondsDuration(f float64) time.Duration {
+	if ns := f * float64(time.Second); ns < math.MaxInt64 {
+		return time.Duration(ns)
+	}
+	return math.MaxInt64
 }
 
 func asStrings(v any) ([]string, error) {

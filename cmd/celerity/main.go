@@ -146,10 +146,10 @@ func parseWorkerFlags(args []string, getenv func(string) string, stderr io.Write
 		s.MetricsAddr = metricsAddr
 	}
 	if timeLimit > 0 {
-		s.TimeLimit = time.Duration(timeLimit * float64(time.Second))
+		s.TimeLimit = secondsDuration(timeLimit)
 	}
 	if softTimeLimit > 0 {
-		s.SoftTimeLimit = time.Duration(softTimeLimit * float64(time.Second))
+		s.SoftTimeLimit = secondsDuration(softTimeLimit)
 	}
 	if s.Concurrency < 0 {
 		return s, fmt.Errorf("%w: concurrency must be positive", errUsage)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -161,5 +162,36 @@ func TestSetTimerSlackSettings(t *testing.T) {
 	}
 	if err := setTimerSlack(env("0")); err != nil {
 		t.Errorf("CELERITY_TIMER_SLACK=0: %v", err)
+	}
+}
+
+// TestAsSeconds: durations from the config file. Negative or NaN seconds
+// are refused (a negative visibility timeout would have the sweep restore
+// every unacked message at once); values beyond a Duration are the
+// longest one instead of wrapping negative.
+func TestAsSeconds(t *testing.T) {
+	for _, c := range []struct {
+		in   any
+		want time.Duration
+		ok   bool
+	}{
+		{nil, 0, true},
+		{30, 30 * time.Second, true},
+		{1.5, 1500 * time.Millisecond, true},
+		{"43200", 12 * time.Hour, true},
+		{" 2.5 ", 2500 * time.Millisecond, true},
+		{10_000_000_000, math.MaxInt64, true}, // ~317 years
+		{1e300, math.MaxInt64, true},
+		{"inf", math.MaxInt64, true},
+		{-1, 0, false},
+		{-0.5, 0, false},
+		{"nan", 0, false},
+		{"soon", 0, false},
+		{[]any{1}, 0, false},
+	} {
+		got, err := asSeconds(c.in)
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("asSeconds(%#v) = %v, %v; want %v (ok %v)", c.in, got, err, c.want, c.ok)
+		}
 	}
 }
