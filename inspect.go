@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/celerity-go/celerity/internal/ratelimit"
+	"github.com/celerity-go/celerity/internal/seconds"
 	"github.com/celerity-go/celerity/transports"
 )
 
@@ -278,7 +279,7 @@ func limitSeconds(which string, secs *float64) (time.Duration, error) {
 	if math.IsNaN(f) || f < 0 {
 		return 0, fmt.Errorf("%s time limit %v: want a non-negative number of seconds", which, f)
 	}
-	return secondsDuration(f), nil
+	return seconds.Duration(f), nil
 }
 
 // Stats returns the worker's counters.

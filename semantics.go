@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"time"
 
 	"github.com/celerity-go/celerity/internal/backoff"
 	"github.com/celerity-go/celerity/internal/ratelimit"
+	"github.com/celerity-go/celerity/internal/seconds"
 	"github.com/celerity-go/celerity/kombu"
 	"github.com/celerity-go/celerity/protocolv2"
 	"github.com/celerity-go/celerity/resultstore"
@@ -143,7 +143,7 @@ func inZone(t time.Time, tz *time.Location) time.Time {
 func (p *pipeline) timeLimits(j *job) (hard, soft time.Duration) {
 	pick := func(header *float64, task, cfg time.Duration) time.Duration {
 		if header != nil && *header > 0 {
-			return secondsDuration(*header)
+			return seconds.Duration(*header)
 		}
 		if task > 0 {
 			return task
@@ -159,17 +159,6 @@ func (p *pipeline) timeLimits(j *job) (hard, soft time.Duration) {
 	}
 	return pick(tl.Hard, taskHard, p.w.cfg.TimeLimit),
 		pick(tl.Soft, taskSoft, p.w.cfg.SoftTimeLimit)
-}
-
-// secondsDuration converts non-negative seconds to a Duration, taking
-// anything beyond its range (about 292 years, +Inf included) as the
-// longest one instead of letting the conversion wrap.
-func secondsDuration(secs float64) time.Duration {
-	ns := secs * float64(time.Second)
-	if ns >= math.MaxInt64 {
-		return math.MaxInt64
-	}
-	return time.Duration(ns)
 }
 
 // taskLimits are a task's hard and soft time limits set at run time; 0

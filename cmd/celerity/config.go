@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/celerity-go/celerity/internal/seconds"
 )
 
 // settings is the worker configuration in Celery's terms, merged from
@@ -265,16 +267,7 @@ func asSeconds(v any) (time.Duration, error) {
 	if math.IsNaN(f) || f < 0 {
 		return 0, fmt.Errorf("want a non-negative number of seconds, got %v", v)
 	}
-	return secondsDuration(f), nil
-}
-
-// secondsDuration converts non-negative seconds to a Duration, the
-// longest one for anything beyond its range.
-func secondsDuration(f float64) time.Duration {
-	if ns := f * float64(time.Second); ns < math.MaxInt64 {
-		return time.Duration(ns)
-	}
-	return math.MaxInt64
+	return seconds.Duration(f), nil
 }
 
 func asStrings(v any) ([]string, error) {

@@ -24,6 +24,7 @@ import (
 	"github.com/celerity-go/celerity"
 	"github.com/celerity-go/celerity/handlers"
 	"github.com/celerity-go/celerity/internal/celerylog"
+	"github.com/celerity-go/celerity/internal/seconds"
 	"github.com/celerity-go/celerity/internal/timerslack"
 )
 
@@ -146,10 +147,10 @@ func parseWorkerFlags(args []string, getenv func(string) string, stderr io.Write
 		s.MetricsAddr = metricsAddr
 	}
 	if timeLimit > 0 {
-		s.TimeLimit = secondsDuration(timeLimit)
+		s.TimeLimit = seconds.Duration(timeLimit)
 	}
 	if softTimeLimit > 0 {
-		s.SoftTimeLimit = secondsDuration(softTimeLimit)
+		s.SoftTimeLimit = seconds.Duration(softTimeLimit)
 	}
 	if s.Concurrency < 0 {
 		return s, fmt.Errorf("%w: concurrency must be positive", errUsage)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/celerity-go/celerity/internal/seconds"
 )
 
 // Parse reads a Celery rate string and returns the number of tasks allowed
@@ -58,11 +60,7 @@ type Bucket struct {
 // bucket admits its first task and holds the rest, as Celery's does. An
 // infinite rate admits everything at once.
 func NewBucket(perSecond float64) *Bucket {
-	iv := float64(time.Second) / perSecond
-	if !(iv < math.MaxInt64) { // also NaN
-		return &Bucket{interval: math.MaxInt64}
-	}
-	return &Bucket{interval: time.Duration(iv)}
+	return &Bucket{interval: seconds.Duration(1 / perSecond)}
 }
 
 // Interval is the spacing between admitted tasks.
