@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -275,11 +274,11 @@ func limitSeconds(which string, secs *float64) (time.Duration, error) {
 	if secs == nil {
 		return 0, nil
 	}
-	f := *secs
-	if math.IsNaN(f) || f < 0 {
-		return 0, fmt.Errorf("%s time limit %v: want a non-negative number of seconds", which, f)
+	d, err := seconds.NonNegative(*secs)
+	if err != nil {
+		return 0, fmt.Errorf("%s time limit: %w", which, err)
 	}
-	return seconds.Duration(f), nil
+	return d, nil
 }
 
 // Stats returns the worker's counters.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -264,10 +263,7 @@ func asSeconds(v any) (time.Duration, error) {
 	default:
 		return 0, fmt.Errorf("want seconds, got %T", v)
 	}
-	if math.IsNaN(f) || f < 0 {
-		return 0, fmt.Errorf("want a non-negative number of seconds, got %v", v)
-	}
-	return seconds.Duration(f), nil
+	return seconds.NonNegative(f)
 }
 
 func asStrings(v any) ([]string, error) {

@@ -2,6 +2,7 @@
 package seconds
 
 import (
+	"fmt"
 	"math"
 	"time"
 )
@@ -15,4 +16,13 @@ func Duration(s float64) time.Duration {
 		return time.Duration(ns)
 	}
 	return math.MaxInt64
+}
+
+// NonNegative is Duration for a setting that must be a non-negative
+// number of seconds: NaN and negative values are an error.
+func NonNegative(s float64) (time.Duration, error) {
+	if math.IsNaN(s) || s < 0 {
+		return 0, fmt.Errorf("want a non-negative number of seconds, got %v", s)
+	}
+	return Duration(s), nil
 }

@@ -25,3 +25,17 @@ func TestDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestNonNegative(t *testing.T) {
+	if d, err := NonNegative(2.5); err != nil || d != 2500*time.Millisecond {
+		t.Errorf("NonNegative(2.5) = %v, %v", d, err)
+	}
+	if d, err := NonNegative(1e300); err != nil || d != math.MaxInt64 {
+		t.Errorf("NonNegative(1e300) = %v, %v", d, err)
+	}
+	for _, bad := range []float64{-1, math.Inf(-1), math.NaN()} {
+		if _, err := NonNegative(bad); err == nil {
+			t.Errorf("NonNegative(%v): no error", bad)
+		}
+	}
+}
