@@ -231,3 +231,26 @@ func RequireRedisServer(t testing.TB) {
 	}
 	c.Close()
 }
+
+// TestRedisLongDirectTasksKeepFetching: long tasks sent one at a time to
+// an idle worker each run in the goroutine that fetched them, and those
+// goroutines give their fetch slots back, so every executor fills: with
+// two fetch slots, the third task used to wait for the first to finish.
+func TestRedisLongDirectTasksKeepFetching(t *testing.T) {
+	g := newGate()
+	d := startDirectWorker(t, 4, func(w *Worker) { w.Handle("t.gate", g.handler) })
+	t.Cleanup(func() { g.release(4) }) // before the worker stops
+	p := d.pipe()
+	d.waitIdle(p)
+	for i := 1; i <= 4; i++ {
+		// Every fetch in flight (none, with the bug) waits for a message.
+		d.waitFor("the fetches to find the queue empty", func() bool { return p.popping.Load() == 0 })
+		d.publish("t.gate")
+		d.waitFor("the next task to start", func() bool { r, _, _ := g.state(); return r == i })
+	}
+	if n := p.directRuns.Load(); n < 3 {
+		t.Errorf("%d of 4 tasks ran direct; the test wants the fetching goroutines busy", n)
+	}
+	g.release(4)
+	d.waitFor("all four to finish", func() bool { _, _, f := g.state(); return f == 4 })
+}

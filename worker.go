@@ -376,8 +376,10 @@ func (p *pipeline) fetchLoop() {
 	var backoff, pause atomic.Int64
 	backoff.Store(int64(100 * time.Millisecond))
 	// one fetch of n tokens: it hands its batch on once the fetch before
-	// it (prev) has, then closes done.
-	one := func(n int, prev, done chan struct{}) {
+	// it (prev) has, then closes done. slot is the fetch's place among
+	// the slots, given back by the caller when one returns, or earlier by
+	// a task run in this goroutine that outlasts directGrace.
+	one := func(n int, prev, done chan struct{}, slot *fetchSlot) {
 		var once sync.Once
 		release := func() {
 			once.Do(func() {
@@ -397,7 +399,9 @@ func (p *pipeline) fetchLoop() {
 		}
 		var direct *directPause
 		if track && waited && len(ds) == 1 {
-			direct = p.tryDirect()
+			if direct = p.tryDirect(); direct != nil {
+				direct.slot = slot
+			}
 		}
 		p.tokens.release(n - len(ds))
 		<-prev
@@ -421,26 +425,40 @@ func (p *pipeline) fetchLoop() {
 		pause.Store(time.Now().Add(wait).UnixNano())
 		p.w.log.Error("consumer: cannot fetch, retrying", "error", err, "retry_in", wait)
 	}
-	// The fetches run in long-lived goroutines, one per slot: a fresh
-	// goroutine per fetch grew its stack through the Redis client's call
-	// path every time (about a sixth of the fetch path's CPU).
+	// The fetches run in long-lived goroutines: a fresh goroutine per
+	// fetch grew its stack through the Redis client's call path every
+	// time (about a sixth of the fetch path's CPU). A request goes to an
+	// idle one, or to a new one when all are busy: usually there are as
+	// many as slots, but a goroutine running a long task (runDirect) has
+	// given its slot back, and the next fetch must not wait for the task.
 	type fetchReq struct {
 		n          int
 		prev, done chan struct{}
 	}
-	reqs := make(chan fetchReq, slots)
+	reqs := make(chan fetchReq)
+	var idle atomic.Int32 // goroutines waiting for a request
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer close(reqs)
-	for range slots {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r := range reqs {
-				one(r.n, r.prev, r.done)
-				<-free
+	serve := func(r fetchReq) {
+		defer wg.Done()
+		slot := &fetchSlot{free: free}
+		for ok := true; ok; r, ok = <-reqs {
+			slot.taken.Store(true)
+			one(r.n, r.prev, r.done, slot)
+			slot.release()
+			idle.Add(1)
+		}
+	}
+	send := func(r fetchReq) {
+		for v := idle.Load(); v > 0; v = idle.Load() {
+			if idle.CompareAndSwap(v, v-1) {
+				reqs <- r // an idle goroutine is waiting, or about to
+				return
 			}
-		}()
+		}
+		wg.Add(1)
+		go serve(r)
 	}
 	prev := make(chan struct{})
 	close(prev)
@@ -465,7 +483,7 @@ func (p *pipeline) fetchLoop() {
 		if track {
 			p.popping.Add(1)
 		}
-		reqs <- fetchReq{n: n, prev: prev, done: done}
+		send(fetchReq{n: n, prev: prev, done: done})
 		prev = done
 	}
 }
@@ -527,9 +545,33 @@ const (
 type directPause struct {
 	once  sync.Once
 	since time.Time
+	// slot is the fetch slot of the goroutine running the task, given
+	// back when the pause ends so that a long task does not hold up
+	// fetching.
+	slot *fetchSlot
 }
 
-func (d *directPause) end(p *pipeline) { d.once.Do(p.tokens.resume) }
+func (d *directPause) end(p *pipeline) {
+	d.once.Do(func() {
+		p.tokens.resume()
+		if d.slot != nil {
+			d.slot.release()
+		}
+	})
+}
+
+// fetchSlot is a fetch's place among the FetchConcurrency fetches in
+// flight (an entry in free), given back once.
+type fetchSlot struct {
+	free  chan struct{}
+	taken atomic.Bool
+}
+
+func (s *fetchSlot) release() {
+	if s.taken.CompareAndSwap(true, false) {
+		<-s.free
+	}
+}
 
 // directWatch ends the pauses of direct runs that have lasted directGrace,
 // every directCheck, until stop is closed.
