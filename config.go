@@ -44,6 +44,15 @@ type Config struct {
 	// Concurrency is worker_concurrency (-c): tasks run at once. Default:
 	// the number of CPUs.
 	Concurrency int
+	// AutoscaleMax and AutoscaleMin are celery worker --autoscale=max,min.
+	// With AutoscaleMax > 0 the worker starts AutoscaleMin executors
+	// (Concurrency is then unused), adds executors up to AutoscaleMax as
+	// tasks arrive, and removes idle ones down to AutoscaleMin once
+	// AutoscaleKeepalive has passed since the last addition. The prefetch
+	// window is AutoscaleMax × PrefetchMultiplier, as in Celery.
+	AutoscaleMax, AutoscaleMin int
+	// AutoscaleKeepalive is Celery's AUTOSCALE_KEEPALIVE, default 30 s.
+	AutoscaleKeepalive time.Duration
 	// PrefetchMultiplier is worker_prefetch_multiplier: up to
 	// Concurrency × PrefetchMultiplier messages are reserved ahead of
 	// execution. Default 4; a negative value means unlimited (Celery's 0).
@@ -134,8 +143,16 @@ func (c *Config) setDefaults() error {
 	if c.Concurrency == 0 {
 		c.Concurrency = runtime.NumCPU()
 	}
-	if c.Concurrency < 0 {
-		return errors.New("celerity: concurrency must be positive")
+	if c.Concurrency < 0 || c.Concurrency > MaxPool {
+		return fmt.Errorf("celerity: concurrency must be between 1 and %d", MaxPool)
+	}
+	if c.AutoscaleMax != 0 || c.AutoscaleMin != 0 {
+		if err := checkAutoscale(c.AutoscaleMax, c.AutoscaleMin); err != nil {
+			return err
+		}
+	}
+	if c.AutoscaleKeepalive == 0 {
+		c.AutoscaleKeepalive = 30 * time.Second
 	}
 	if c.PrefetchMultiplier == 0 {
 		c.PrefetchMultiplier = 4
@@ -172,6 +189,9 @@ func (c *Config) setDefaults() error {
 func (c *Config) prefetch() int {
 	if c.PrefetchMultiplier < 0 {
 		return 1 << 16
+	}
+	if c.AutoscaleMax > 0 {
+		return c.AutoscaleMax * c.PrefetchMultiplier
 	}
 	return c.Concurrency * c.PrefetchMultiplier
 }

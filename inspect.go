@@ -291,10 +291,18 @@ func (w *Worker) Stats() Stats {
 	}
 	active := len(tk.active)
 	tk.mu.Unlock()
-	return Stats{
+	s := Stats{
 		Hostname: w.cfg.Hostname, PID: w.pid, Started: w.started, Concurrency: w.cfg.Concurrency,
 		Prefetch: w.cfg.prefetch(), Active: active, Processed: tk.processed.Load(), Total: total,
 	}
+	if w.cfg.AutoscaleMax > 0 {
+		s.Concurrency = w.cfg.AutoscaleMin
+	}
+	if p := w.pipe.Load(); p != nil {
+		s.Concurrency, s.Prefetch = p.poolSize()
+		s.Autoscaler = p.autoscaleInfo()
+	}
+	return s
 }
 
 // Queues returns the declarations of the consumed queues.

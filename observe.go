@@ -69,14 +69,19 @@ type TaskInfo struct {
 // Stats are the worker's counters, as `celery inspect stats` and the
 // worker-heartbeat event report them.
 type Stats struct {
-	Hostname    string
-	PID         int
-	Started     time.Time
+	Hostname string
+	PID      int
+	Started  time.Time
+	// Concurrency is the number of executors now (pool_grow, pool_shrink
+	// and the autoscaler change it); Prefetch the prefetch count, with
+	// the increments for tasks held for their ETA.
 	Concurrency int
 	Prefetch    int
-	Active      int              // tasks running now
-	Processed   int64            // tasks finished since start
-	Total       map[string]int64 // finished tasks by name
+	// Autoscaler is set when the worker autoscales.
+	Autoscaler *AutoscaleInfo
+	Active     int              // tasks running now
+	Processed  int64            // tasks finished since start
+	Total      map[string]int64 // finished tasks by name
 }
 
 // observed reports whether anyone listens to task events, so the hot path

@@ -89,7 +89,7 @@ func (p *pipeline) kickHeld() {
 // changes like Celery's QoS.increment_eventually, and touches the held
 // messages on consumers that implement DeliveryToucher.
 func (p *pipeline) heldLoop() {
-	applied := p.prefetchBase
+	applied := int(p.prefetchBase.Load())
 	var touch <-chan time.Time
 	toucher, canTouch := p.cons.(DeliveryToucher)
 	if canTouch {
@@ -105,7 +105,7 @@ func (p *pipeline) heldLoop() {
 			if p.w.cfg.PrefetchMultiplier < 0 {
 				continue // unlimited prefetch: nothing to raise
 			}
-			want := p.prefetchBase + int(max(p.held.Load(), 0))
+			want := int(p.prefetchBase.Load() + max(p.held.Load(), 0))
 			if want == applied {
 				continue
 			}

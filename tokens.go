@@ -72,6 +72,19 @@ func (tp *tokenPool) debit() {
 	tp.mu.Unlock()
 }
 
+// adjust changes the budget by n: more tokens are free at once, fewer
+// are taken back as they are released (the pool goes into debt like
+// debit).
+func (tp *tokenPool) adjust(n int) {
+	if n > 0 {
+		tp.release(n)
+		return
+	}
+	tp.mu.Lock()
+	tp.avail += n
+	tp.mu.Unlock()
+}
+
 // poke wakes a waiting acquireAtLeast so that it evaluates need again.
 func (tp *tokenPool) poke() {
 	tp.mu.Lock()

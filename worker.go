@@ -183,9 +183,23 @@ type pipeline struct {
 	workCtx  context.Context
 
 	tokens *tokenPool
-	// permits holds one entry per task being run (Concurrency at most),
-	// by an executor or by the fetching goroutine itself (runDirect).
+	// permits holds one entry per free execution slot: a task takes one
+	// to run, in an executor or in the fetching goroutine (runDirect).
+	// There are as many as executors (size), once a shrink has taken its
+	// share back from tasks that were running.
 	permits chan struct{}
+	// sizeMu guards size, closed and scale. size is the number of
+	// executors wanted; quit has one entry per executor asked to stop;
+	// closed is set once the work channel is closed, after which no
+	// executor starts.
+	sizeMu    sync.Mutex
+	size      int
+	closed    bool
+	quit      chan struct{}
+	execWG    sync.WaitGroup
+	executors atomic.Int32 // execLoops running
+	// scale is the autoscaler, nil unless Config.AutoscaleMax is set.
+	scale   *autoscaler
 	work    chan *job
 	results *resultQueue
 	// storeMu is held while results are written and their messages
@@ -197,18 +211,20 @@ type pipeline struct {
 	restoreMu sync.Mutex
 	restore   []*transports.Delivery
 
-	held         atomic.Int64 // messages parked in the timer
-	heldKick     chan struct{}
-	abandoned    atomic.Int64 // handlers still running past their hard time limit
-	running      atomic.Int32 // tasks in execute
-	popping      atomic.Int32 // fetches in flight that have not found the broker empty
-	lastBatch    atomic.Int32 // messages the last non-empty fetch brought
-	directRuns   atomic.Int64 // jobs runDirect ran (tests)
-	opCtx        atomic.Pointer[opDeadline]
-	pauseMu      sync.Mutex
-	pauses       []*directPause // of direct runs in progress
-	heldStop     chan struct{}
-	prefetchBase int
+	held       atomic.Int64 // messages parked in the timer
+	heldKick   chan struct{}
+	abandoned  atomic.Int64 // handlers still running past their hard time limit
+	running    atomic.Int32 // tasks in execute
+	popping    atomic.Int32 // fetches in flight that have not found the broker empty
+	lastBatch  atomic.Int32 // messages the last non-empty fetch brought
+	directRuns atomic.Int64 // jobs runDirect ran (tests)
+	opCtx      atomic.Pointer[opDeadline]
+	pauseMu    sync.Mutex
+	pauses     []*directPause // of direct runs in progress
+	heldStop   chan struct{}
+	// prefetchBase is the prefetch window without the ETA increments;
+	// a resize moves it.
+	prefetchBase atomic.Int64
 	// popTracked: the consumer reports when a fetch finds the broker empty
 	// (see concurrentFetcher), so popping counts the fetches bringing
 	// messages.
@@ -255,39 +271,55 @@ func newPipeline(w *Worker, cons transports.Consumer, fetchCtx, workCtx context.
 	if lh, ok := cons.(lazyHeaderer); ok {
 		lh.LazyHeaders()
 	}
-	return &pipeline{
+	p := &pipeline{
 		w: w, cons: cons, fetchCtx: fetchCtx, workCtx: workCtx,
-		tokens:       newTokenPool(pf),
-		permits:      make(chan struct{}, w.cfg.Concurrency),
-		work:         make(chan *job, pf),
-		results:      newResultQueue(),
-		acks:         make(chan ackJob, pf+64),
-		heldKick:     make(chan struct{}, 1),
-		heldStop:     make(chan struct{}),
-		prefetchBase: pf,
-		popTracked:   tracked,
+		tokens:     newTokenPool(pf),
+		permits:    make(chan struct{}, 2*MaxPool),
+		quit:       make(chan struct{}, MaxPool),
+		size:       w.cfg.Concurrency,
+		work:       make(chan *job, pf),
+		results:    newResultQueue(),
+		acks:       make(chan ackJob, pf+64),
+		heldKick:   make(chan struct{}, 1),
+		heldStop:   make(chan struct{}),
+		popTracked: tracked,
 	}
+	p.prefetchBase.Store(int64(pf))
+	if w.cfg.AutoscaleMax > 0 {
+		p.size = w.cfg.AutoscaleMin
+		p.scale = &autoscaler{max: w.cfg.AutoscaleMax, min: w.cfg.AutoscaleMin,
+			keepalive: w.cfg.AutoscaleKeepalive, kick: make(chan struct{}, 1)}
+	}
+	for range p.size {
+		p.permits <- struct{}{}
+	}
+	return p
 }
 
 func (p *pipeline) run() {
 	p.timer = newETATimer(func(j *job) { p.dispatchDue(j) })
-	var execWG, fetchWG, resWG, ackWG, heldWG sync.WaitGroup
+	var fetchWG, resWG, ackWG, heldWG sync.WaitGroup
 	heldWG.Add(1)
 	go func() { defer heldWG.Done(); p.heldLoop() }()
 	ackWG.Add(1)
 	go func() { defer ackWG.Done(); p.ackLoop() }()
 	resWG.Add(1)
 	go func() { defer resWG.Done(); p.resultLoop() }()
-	for i := 0; i < p.w.cfg.Concurrency; i++ {
-		execWG.Add(1)
-		go func() { defer execWG.Done(); p.execLoop() }()
+	p.sizeMu.Lock()
+	for range p.size {
+		p.startExecutor()
 	}
+	p.sizeMu.Unlock()
 	fetchWG.Add(1)
 	go func() { defer fetchWG.Done(); p.fetchLoop() }()
 	watchStop := make(chan struct{})
 	if p.popTracked {
 		heldWG.Add(1)
 		go func() { defer heldWG.Done(); p.directWatch(watchStop) }()
+	}
+	if p.scale != nil {
+		heldWG.Add(1)
+		go func() { defer heldWG.Done(); p.autoscaleLoop(watchStop) }()
 	}
 
 	fetchWG.Wait()
@@ -299,8 +331,11 @@ func (p *pipeline) run() {
 	}
 	close(p.heldStop)
 	heldWG.Wait()
+	p.sizeMu.Lock()
+	p.closed = true
 	close(p.work)
-	execWG.Wait()
+	p.sizeMu.Unlock()
+	p.execWG.Wait()
 	p.results.close()
 	resWG.Wait()
 	if ds := p.takeRestore(); len(ds) > 0 {
@@ -368,7 +403,7 @@ func (p *pipeline) fetchLoop() {
 	// is waiting for a message, a single free token goes out at once.
 	need := func() int {
 		if p.popping.Load() > 0 {
-			return max(1, p.prefetchBase/2)
+			return max(1, int(p.prefetchBase.Load())/2)
 		}
 		return 1
 	}
@@ -411,6 +446,9 @@ func (p *pipeline) fetchLoop() {
 			for _, d := range ds {
 				p.work <- &job{d: d}
 			}
+		}
+		if len(ds) > 0 {
+			p.kickScale()
 		}
 		release()
 		if err == nil {
@@ -505,11 +543,21 @@ func (p *pipeline) busy() bool {
 	return !p.popTracked || p.popping.Load() > 0
 }
 
+// execLoop is one executor: it runs jobs until the work channel closes
+// or a shrink asks it to stop.
 func (p *pipeline) execLoop() {
-	for j := range p.work {
-		p.permits <- struct{}{}
-		p.runJob(j)
-		<-p.permits
+	for {
+		select {
+		case <-p.quit:
+			return
+		case j, ok := <-p.work:
+			if !ok {
+				return
+			}
+			<-p.permits
+			p.runJob(j)
+			p.permits <- struct{}{}
+		}
 	}
 }
 
@@ -603,7 +651,7 @@ func (p *pipeline) tryDirect() *directPause {
 		return nil
 	}
 	select {
-	case p.permits <- struct{}{}:
+	case <-p.permits:
 	default:
 		return nil
 	}
@@ -635,7 +683,7 @@ func (p *pipeline) runDirect(j *job, d *directPause) {
 	}
 	p.pauseMu.Unlock()
 	d.end(p)
-	<-p.permits
+	p.permits <- struct{}{}
 }
 
 // storeDirect writes r at once from the calling goroutine when the result

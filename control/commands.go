@@ -1,7 +1,9 @@
 package control
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"slices"
@@ -124,6 +126,18 @@ func argInt(args map[string]any, k string, def int) int {
 	return def
 }
 
+// argIntPtr is an optional int argument: nil when absent or None.
+func argIntPtr(args map[string]any, k string) *int {
+	if _, present := args[k]; !present {
+		return nil
+	}
+	const absent = math.MinInt
+	if v := argInt(args, k, absent); v != absent {
+		return &v
+	}
+	return nil
+}
+
 func argFloat(args map[string]any, k string) *float64 {
 	var f float64
 	switch v := args[k].(type) {
@@ -188,7 +202,7 @@ func cmdStats(n *Node, _ map[string]any) (any, error) {
 		}
 		broker = map[string]any{"transport": drv}
 	}
-	return map[string]any{
+	out := map[string]any{
 		"total":  total,
 		"pid":    int64(pid),
 		"clock":  strconv.FormatInt(n.clock.Value(), 10),
@@ -206,7 +220,13 @@ func cmdStats(n *Node, _ map[string]any) (any, error) {
 		"broker":         broker,
 		"prefetch_count": int64(s.Prefetch),
 		"rusage":         rusage(),
-	}, nil
+	}
+	if a := s.Autoscaler; a != nil {
+		out["autoscaler"] = map[string]any{
+			"max": int64(a.Max), "min": int64(a.Min), "current": int64(a.Current), "qty": int64(a.Qty),
+		}
+	}
+	return out, nil
 }
 
 // rusage is Celery's WorkController.rusage (getrusage(RUSAGE_SELF)).
@@ -641,6 +661,9 @@ func cmdPoolGrow(n *Node, args map[string]any) (any, error) {
 		return nil, &pyError{"NotImplementedError", "pool_grow is not supported by this worker"}
 	}
 	if err := pr.Grow(argInt(args, "n", 1)); err != nil {
+		if errors.Is(err, celerity.ErrAutoscaling) {
+			return nok("pool_grow is not supported with autoscale. Adjust autoscale range instead."), nil
+		}
 		return nil, &pyError{"ValueError", err.Error()}
 	}
 	return ok("pool will grow"), nil
@@ -652,6 +675,9 @@ func cmdPoolShrink(n *Node, args map[string]any) (any, error) {
 		return nil, &pyError{"NotImplementedError", "pool_shrink is not supported by this worker"}
 	}
 	if err := pr.Shrink(argInt(args, "n", 1)); err != nil {
+		if errors.Is(err, celerity.ErrAutoscaling) {
+			return nok("pool_shrink is not supported with autoscale. Adjust autoscale range instead."), nil
+		}
 		return nil, &pyError{"ValueError", err.Error()}
 	}
 	return ok("pool will shrink"), nil
@@ -661,6 +687,17 @@ func cmdPoolRestart(*Node, map[string]any) (any, error) {
 	return nil, &pyError{"ValueError", "Pool restarts not enabled"}
 }
 
-func cmdAutoscale(*Node, map[string]any) (any, error) {
-	return nil, &pyError{"ValueError", "Autoscale not enabled"}
+func cmdAutoscale(n *Node, args map[string]any) (any, error) {
+	as, isAS := n.w.(Autoscaler)
+	if !isAS {
+		return nil, &pyError{"ValueError", "Autoscale not enabled"}
+	}
+	hi, lo, err := as.Autoscale(argIntPtr(args, "max"), argIntPtr(args, "min"))
+	switch {
+	case errors.Is(err, celerity.ErrNotAutoscaling):
+		return nil, &pyError{"ValueError", "Autoscale not enabled"}
+	case err != nil:
+		return nil, &pyError{"ValueError", err.Error()}
+	}
+	return ok(fmt.Sprintf("autoscale now max=%d min=%d", hi, lo)), nil
 }

@@ -67,10 +67,18 @@ type QueueController interface {
 }
 
 // PoolResizer is optionally implemented by a Worker to support pool_grow
-// and pool_shrink.
+// and pool_shrink; an error wrapping celerity.ErrAutoscaling gives
+// Celery's answer for an autoscaled pool.
 type PoolResizer interface {
 	Grow(n int) error
 	Shrink(n int) error
+}
+
+// Autoscaler is optionally implemented by a Worker to support the
+// autoscale command: nil leaves a bound unchanged; an error wrapping
+// celerity.ErrNotAutoscaling is Celery's "Autoscale not enabled".
+type Autoscaler interface {
+	Autoscale(max, min *int) (newMax, newMin int, err error)
 }
 
 // Events controls the event dispatcher (implemented by

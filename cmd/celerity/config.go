@@ -22,6 +22,8 @@ type settings struct {
 	TaskQueues         []queueSetting
 	DefaultQueue       string
 	Concurrency        int
+	AutoscaleMax       int // --autoscale max,min (0: off)
+	AutoscaleMin       int
 	PrefetchMultiplier int
 	AcksLate           bool
 	TrackStarted       bool

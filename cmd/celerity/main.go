@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -86,6 +87,8 @@ func parseWorkerFlags(args []string, getenv func(string) string, stderr io.Write
 		fs.IntVar(&concurrency, n, 0, "tasks run at once (worker_concurrency), default: number of CPUs")
 	}
 	fs.IntVar(&prefetch, "prefetch-multiplier", -1, "worker_prefetch_multiplier (default 4)")
+	var autoscale string
+	str(&autoscale, []string{"autoscale"}, "max,min: run min executors (default 0), up to max while tasks wait; replaces -c")
 	var taskEvents, withoutHeartbeat, withoutControl, ignored bool
 	var metricsAddr, pool string
 	for _, n := range []string{"E", "task-events"} {
@@ -135,6 +138,12 @@ func parseWorkerFlags(args []string, getenv func(string) string, stderr io.Write
 	if concurrency != 0 {
 		s.Concurrency = concurrency
 	}
+	if autoscale != "" {
+		var err error
+		if s.AutoscaleMax, s.AutoscaleMin, err = parseAutoscale(autoscale); err != nil {
+			return s, fmt.Errorf("%w: --autoscale: %v", errUsage, err)
+		}
+	}
 	if prefetch >= 0 {
 		s.PrefetchMultiplier = prefetch
 	}
@@ -159,6 +168,24 @@ func parseWorkerFlags(args []string, getenv func(string) string, stderr io.Write
 		return s, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	return s, nil
+}
+
+// parseAutoscale reads Celery's --autoscale value, "max" or "max,min"
+// (min defaults to 0).
+func parseAutoscale(v string) (hi, lo int, err error) {
+	maxText, minText, _ := strings.Cut(v, ",")
+	if hi, err = strconv.Atoi(strings.TrimSpace(maxText)); err != nil {
+		return 0, 0, fmt.Errorf("max %q is not a number", maxText)
+	}
+	if strings.TrimSpace(minText) != "" {
+		if lo, err = strconv.Atoi(strings.TrimSpace(minText)); err != nil {
+			return 0, 0, fmt.Errorf("min %q is not a number", minText)
+		}
+	}
+	if hi < 1 || lo < 0 || lo > hi {
+		return 0, 0, fmt.Errorf("want 1 <= max and 0 <= min <= max, got max %d min %d", hi, lo)
+	}
+	return hi, lo, nil
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -341,6 +368,8 @@ func workerConfig(s settings, logger *slog.Logger) celerity.Config {
 		Hostname:                 expandHostname(s.Hostname),
 		Queues:                   queues,
 		Concurrency:              s.Concurrency,
+		AutoscaleMax:             s.AutoscaleMax,
+		AutoscaleMin:             s.AutoscaleMin,
 		PrefetchMultiplier:       pm,
 		AcksLate:                 s.AcksLate,
 		TrackStarted:             s.TrackStarted,

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -74,6 +75,9 @@ func TestBadConfigIsOneLineExit2(t *testing.T) {
 		"bad broker":      {"worker", "-b", "kafka://x"},
 		"unknown command": {"frobnicate"},
 		"stray argument":  {"worker", "extra"},
+		"autoscale text":  {"worker", "--autoscale", "ten"},
+		"autoscale order": {"worker", "--autoscale", "2,5"},
+		"autoscale zero":  {"worker", "--autoscale", "0"},
 	}
 	for name, args := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -84,6 +88,21 @@ func TestBadConfigIsOneLineExit2(t *testing.T) {
 				t.Errorf("exit %d, stderr %q", code, stderr.String())
 			}
 		})
+	}
+}
+
+// --autoscale takes Celery's "max" or "max,min" (min 0 by default).
+func TestParseAutoscale(t *testing.T) {
+	for in, want := range map[string][2]int{"10": {10, 0}, "10,3": {10, 3}, " 4 , 4 ": {4, 4}, "7,": {7, 0}} {
+		s, err := parseWorkerFlags([]string{"--autoscale", in}, func(string) string { return "" }, io.Discard)
+		if err != nil || s.AutoscaleMax != want[0] || s.AutoscaleMin != want[1] {
+			t.Errorf("--autoscale %q: max %d min %d, %v; want %v", in, s.AutoscaleMax, s.AutoscaleMin, err, want)
+		}
+	}
+	for _, in := range []string{"", ",", "x", "3,y", "-1", "2,3", "3,-1"} {
+		if hi, lo, err := parseAutoscale(in); err == nil {
+			t.Errorf("%q accepted as max %d min %d", in, hi, lo)
+		}
 	}
 }
 

@@ -1,0 +1,146 @@
+package compat_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"testing"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// poolScript is the Python side of the pool tests: it sends control
+// commands to one node, reads `inspect stats`, and checks that the pool
+// really runs as many tasks.sleep at once as it says (inspect active).
+const poolScript = `
+import json, time
+from celery import Celery
+app = Celery("pool", broker=%[1]q, backend=%[2]q)
+app.conf.update(task_default_queue=%[3]q)
+node = %[4]q
+insp = app.control.inspect(destination=[node], timeout=3)
+res = {}
+
+def stats(key):
+    s = (insp.stats() or {}).get(node, {})
+    res[key] = {"max-concurrency": s.get("pool", {}).get("max-concurrency"),
+                "prefetch_count": s.get("prefetch_count"), "autoscaler": s.get("autoscaler")}
+
+def ctl(key, name, **kw):
+    res[key] = app.control.broadcast(name, arguments=kw, reply=True, destination=[node], timeout=3)
+
+def run_at_once(key, n, secs):
+    rs = [app.send_task("tasks.sleep", args=(secs,)) for _ in range(n)]
+    peak, deadline = 0, time.time() + secs + 5
+    while time.time() < deadline and not all(r.ready() for r in rs):
+        peak = max(peak, len((insp.active() or {}).get(node, [])))
+        time.sleep(0.1)
+    res[key] = [peak, [r.get(timeout=30) for r in rs]]
+`
+
+func runPoolScript(t *testing.T, broker, q, node, steps string) map[string]any {
+	t.Helper()
+	out := runPy(t, fmt.Sprintf(poolScript, broker, backendURL(), q, node)+steps+"\nprint(json.dumps(res))\n", nil)
+	var got map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	return got
+}
+
+func nodeReply(node string, v any) []any { return []any{map[string]any{node: v}} }
+
+func checkGot(t *testing.T, got map[string]any, key string, want any) {
+	t.Helper()
+	if g := got[key]; !reflect.DeepEqual(g, want) {
+		t.Errorf("%s: got %v, want %v", key, g, want)
+	}
+}
+
+// celery control pool_grow / pool_shrink from Python resize the Go
+// worker's pool and prefetch window (basic.qos on RabbitMQ), as inspect
+// stats and the number of tasks running at once show.
+func TestPoolGrowShrink(t *testing.T) {
+	for _, b := range semBrokers() {
+		t.Run(b.name, func(t *testing.T) {
+			rc := requireRedis(t)
+			q := uniq(t, "q")
+			if b.name == "amqp" {
+				requireAMQP(t)
+				t.Cleanup(func() { deleteAMQPQueue(q) })
+			} else {
+				cleanupQueue(t, rc, q)
+			}
+			node := uniq(t, "pool") + "@compat"
+			startGoWorker(t, "-b", b.url, "--result-backend", backendURL(), "-Q", q, "-n", node, "-c", "1",
+				// One unacknowledged message per executor, acked when the
+				// task is done: three tasks run at once only if the
+				// broker's prefetch count grew too.
+				"--prefetch-multiplier", "1", "--config", workerConfigFile(t, "task_acks_late: true\n"))
+			got := runPoolScript(t, b.url, q, node, `
+stats("before")
+ctl("grow", "pool_grow", n=2)
+stats("grown")
+run_at_once("grown_run", 3, 1.5)
+ctl("shrink", "pool_shrink", n=2)
+stats("shrunk")
+run_at_once("shrunk_run", 2, 0.5)
+ctl("shrink_too_far", "pool_shrink", n=1)
+ctl("autoscale", "autoscale", max=4, min=1)
+`)
+			pool := func(c, pf float64) map[string]any {
+				return map[string]any{"max-concurrency": c, "prefetch_count": pf, "autoscaler": nil}
+			}
+			checkGot(t, got, "before", pool(1, 1))
+			checkGot(t, got, "grow", nodeReply(node, map[string]any{"ok": "pool will grow"}))
+			checkGot(t, got, "grown", pool(3, 3))
+			checkGot(t, got, "grown_run", []any{3.0, []any{1.5, 1.5, 1.5}})
+			checkGot(t, got, "shrink", nodeReply(node, map[string]any{"ok": "pool will shrink"}))
+			checkGot(t, got, "shrunk", pool(1, 1))
+			checkGot(t, got, "shrunk_run", []any{1.0, []any{0.5, 0.5}})
+			checkGot(t, got, "shrink_too_far", nodeReply(node, map[string]any{
+				"error": "ValueError('celerity: cannot shrink the pool below one executor (it has 1)')"}))
+			checkGot(t, got, "autoscale", nodeReply(node, map[string]any{"error": "ValueError('Autoscale not enabled')"}))
+		})
+	}
+}
+
+// deleteAMQPQueue removes a test's queue and its exchange.
+func deleteAMQPQueue(q string) {
+	conn, err := amqp.Dial(amqpURL())
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	if ch, err := conn.Channel(); err == nil {
+		ch.QueueDelete(q, false, false, false)
+		ch.ExchangeDelete(q, false, false)
+		ch.Close()
+	}
+}
+
+// A Go worker started with --autoscale 3,1 grows to 3 executors while
+// tasks wait, refuses pool_grow as Celery does, and takes new bounds from
+// celery control autoscale.
+func TestRedisAutoscale(t *testing.T) {
+	rc := requireRedis(t)
+	q := uniq(t, "q")
+	cleanupQueue(t, rc, q)
+	node := uniq(t, "autoscale") + "@compat"
+	startGoWorker(t, "-b", brokerURL(), "--result-backend", backendURL(), "-Q", q, "-n", node, "--autoscale", "3,1")
+	got := runPoolScript(t, brokerURL(), q, node, `
+stats("before")
+ctl("grow", "pool_grow", n=1)
+run_at_once("run", 5, 1.5)
+ctl("autoscale", "autoscale", max=6, min=2)
+stats("after")
+`)
+	checkGot(t, got, "before", map[string]any{"max-concurrency": 1.0, "prefetch_count": 12.0,
+		"autoscaler": map[string]any{"max": 3.0, "min": 1.0, "current": 1.0, "qty": 0.0}})
+	checkGot(t, got, "grow", nodeReply(node, map[string]any{"error": "pool_grow is not supported with autoscale. Adjust autoscale range instead."}))
+	checkGot(t, got, "run", []any{3.0, []any{1.5, 1.5, 1.5, 1.5, 1.5}})
+	checkGot(t, got, "autoscale", nodeReply(node, map[string]any{"ok": "autoscale now max=6 min=2"}))
+	// The pool grew to 3 for the run and has not shrunk (keepalive 30 s).
+	checkGot(t, got, "after", map[string]any{"max-concurrency": 3.0, "prefetch_count": 24.0,
+		"autoscaler": map[string]any{"max": 6.0, "min": 2.0, "current": 3.0, "qty": 0.0}})
+}

@@ -1,0 +1,181 @@
+package celerity
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/celerity-go/celerity/resultstore"
+)
+
+// freePermits is the number of tasks that may start now.
+func freePermits(p *pipeline) int { return len(p.permits) }
+
+func TestPoolGrowShrink(t *testing.T) {
+	h := newHarness(t, Config{Concurrency: 1, PrefetchMultiplier: 1})
+	g := newGate()
+	if err := h.w.Handle("t.gate", g.handler); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.w.Grow(1); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("Grow before Run: %v", err)
+	}
+	h.start()
+	p := h.w.pipe.Load()
+	ids := h.sendN("t.gate", 6)
+	h.waitFor("one task running", func() bool { r, _, _ := g.state(); return r == 1 })
+
+	if err := h.w.Grow(2); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("three tasks running after Grow(2)", func() bool { r, _, _ := g.state(); return r == 3 })
+	if s := h.w.Stats(); s.Concurrency != 3 || s.Prefetch != 3 || s.Autoscaler != nil {
+		t.Errorf("stats after Grow(2): concurrency %d prefetch %d autoscaler %v", s.Concurrency, s.Prefetch, s.Autoscaler)
+	}
+	// The broker's prefetch count follows (basic.qos on AMQP).
+	h.waitFor("prefetch 3 at the broker", func() bool {
+		_, _, pf, _ := h.tr.snapshot()
+		return slices.Contains(pf, 3)
+	})
+
+	if err := h.w.Shrink(2); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.w.Stats(); s.Concurrency != 1 || s.Prefetch != 1 {
+		t.Errorf("stats after Shrink(2): concurrency %d prefetch %d", s.Concurrency, s.Prefetch)
+	}
+	// The three running tasks finish; the other three then run one at a
+	// time.
+	g.release(3)
+	h.waitFor("three finished", func() bool { _, _, f := g.state(); return f >= 3 })
+	g.resetPeak()
+	for i := range 3 {
+		h.waitFor("the next task to start", func() bool { r, _, f := g.state(); return r == 1 && f == 3+i })
+		g.release(1)
+	}
+	for _, id := range ids {
+		if m := h.waitFinal(id); m.Status != resultstore.Success {
+			t.Errorf("%s: %s", id, m.Status)
+		}
+	}
+	if _, peak, _ := g.state(); peak != 1 {
+		t.Errorf("after Shrink(2) %d tasks ran at once, want 1", peak)
+	}
+	h.waitFor("one free permit and one executor", func() bool { return freePermits(p) == 1 && p.executors.Load() == 1 })
+
+	if err := h.w.Shrink(1); err == nil {
+		t.Error("Shrink to zero executors succeeded")
+	}
+	if err := h.w.Grow(MaxPool); err == nil {
+		t.Error("Grow beyond MaxPool succeeded")
+	}
+	if err := h.w.Grow(-1); err == nil {
+		t.Error("Grow(-1) succeeded")
+	}
+	if _, _, err := h.w.Autoscale(nil, nil); !errors.Is(err, ErrNotAutoscaling) {
+		t.Errorf("Autoscale without autoscaling: %v", err)
+	}
+	h.stop()
+	if err := h.w.Grow(1); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("Grow after Run: %v", err)
+	}
+}
+
+// A grow after a shrink whose executors are still busy keeps them
+// instead of starting new ones.
+func TestPoolShrinkThenGrowWhileBusy(t *testing.T) {
+	h := newHarness(t, Config{Concurrency: 3, PrefetchMultiplier: 1})
+	g := newGate()
+	if err := h.w.Handle("t.gate", g.handler); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	p := h.w.pipe.Load()
+	ids := h.sendN("t.gate", 3)
+	h.waitFor("three running", func() bool { r, _, _ := g.state(); return r == 3 })
+	if err := h.w.Shrink(2); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.w.Grow(2); err != nil {
+		t.Fatal(err)
+	}
+	g.release(3)
+	for _, id := range ids {
+		h.waitFinal(id)
+	}
+	h.waitFor("three free permits", func() bool { return freePermits(p) == 3 && p.executors.Load() == 3 })
+	if n := len(p.quit); n != 0 {
+		t.Errorf("%d executors still asked to stop", n)
+	}
+	g.resetPeak()
+	more := h.sendN("t.gate", 3)
+	h.waitFor("three running again", func() bool { r, _, _ := g.state(); return r == 3 })
+	g.release(3)
+	for _, id := range more {
+		h.waitFinal(id)
+	}
+}
+
+func TestAutoscale(t *testing.T) {
+	h := newHarness(t, Config{AutoscaleMax: 3, AutoscaleKeepalive: 20 * time.Millisecond, PrefetchMultiplier: 1})
+	g := newGate()
+	if err := h.w.Handle("t.gate", g.handler); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	if s := h.w.Stats(); s.Concurrency != 0 || s.Prefetch != 3 || s.Autoscaler == nil || s.Autoscaler.Max != 3 || s.Autoscaler.Min != 0 {
+		t.Errorf("idle autoscaled worker: %+v", s)
+	}
+	if err := h.w.Grow(1); !errors.Is(err, ErrAutoscaling) {
+		t.Errorf("Grow while autoscaling: %v", err)
+	}
+	ids := h.sendN("t.gate", 5)
+	h.waitFor("three running (max)", func() bool { r, _, _ := g.state(); return r == 3 })
+	if s := h.w.Stats(); s.Concurrency != 3 || s.Autoscaler.Current != 3 || s.Autoscaler.Qty < 3 {
+		t.Errorf("busy: concurrency %d autoscaler %+v", s.Concurrency, s.Autoscaler)
+	}
+	g.release(5)
+	for _, id := range ids {
+		h.waitFinal(id)
+	}
+	if _, peak, _ := g.state(); peak != 3 {
+		t.Errorf("peak %d tasks at once, want the max 3", peak)
+	}
+	h.waitFor("the pool to scale down to 0", func() bool { return h.w.Stats().Concurrency == 0 })
+	p := h.w.pipe.Load()
+	h.waitFor("no executor and no permit", func() bool { return p.executors.Load() == 0 && freePermits(p) == 0 })
+
+	hi, lo := 5, 2
+	if gotMax, gotMin, err := h.w.Autoscale(&hi, &lo); err != nil || gotMax != 5 || gotMin != 2 {
+		t.Fatalf("Autoscale(5, 2) = %d, %d, %v", gotMax, gotMin, err)
+	}
+	if s := h.w.Stats(); s.Concurrency != 2 || s.Prefetch != 5 {
+		t.Errorf("after autoscale 5 2: concurrency %d prefetch %d", s.Concurrency, s.Prefetch)
+	}
+	one := 1
+	if _, _, err := h.w.Autoscale(&one, nil); err == nil {
+		t.Error("max 1 below min 2 accepted")
+	}
+	more := h.sendN("t.gate", 5)
+	h.waitFor("five running", func() bool { r, _, _ := g.state(); return r == 5 })
+	g.release(5)
+	for _, id := range more {
+		h.waitFinal(id)
+	}
+	h.waitFor("the pool back at min 2", func() bool { return h.w.Stats().Concurrency == 2 })
+}
+
+func TestAutoscaleConfig(t *testing.T) {
+	for _, c := range []Config{
+		{AutoscaleMax: -1},
+		{AutoscaleMax: 2, AutoscaleMin: 3},
+		{AutoscaleMin: 1},
+		{AutoscaleMax: MaxPool + 1},
+		{Concurrency: MaxPool + 1},
+	} {
+		if _, err := NewWorker(&recTransport{}, nil, c); err == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+}
