@@ -179,3 +179,38 @@ func TestAutoscaleConfig(t *testing.T) {
 		}
 	}
 }
+
+// Tasks waiting for an executor are received (logged, announced,
+// tracked) when they arrive, as Celery's consumer receives them: inspect
+// reserved lists them while another task runs.
+func TestWaitingTasksAreReserved(t *testing.T) {
+	h := newHarness(t, Config{Concurrency: 1})
+	g := newGate()
+	if err := h.w.Handle("t.gate", g.handler); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	first := h.sendN("t.gate", 1)
+	h.waitFor("the first task to run", func() bool { r, _, _ := g.state(); return r == 1 })
+	waiting := h.sendN("t.gate", 3)
+	h.waitFor("three reserved tasks", func() bool { return len(h.w.Reserved()) == 3 })
+	var got []string
+	for _, ti := range h.w.Reserved() {
+		got = append(got, ti.ID)
+	}
+	slices.Sort(got)
+	want := slices.Sorted(slices.Values(waiting))
+	if !slices.Equal(got, want) {
+		t.Errorf("reserved %v, want %v", got, want)
+	}
+	if a := h.w.Active(); len(a) != 1 || a[0].ID != first[0] {
+		t.Errorf("active %v, want %s", a, first[0])
+	}
+	g.release(4)
+	for _, id := range append(first, waiting...) {
+		h.waitFinal(id)
+	}
+	if r := h.w.Reserved(); len(r) != 0 {
+		t.Errorf("reserved after the tasks finished: %v", r)
+	}
+}

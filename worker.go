@@ -444,7 +444,11 @@ func (p *pipeline) fetchLoop() {
 			p.runDirect(&job{d: ds[0]}, direct)
 		} else {
 			for _, d := range ds {
-				p.work <- &job{d: d}
+				j := &job{d: d}
+				if p.mustWait() && !p.receive(j) {
+					continue
+				}
+				p.work <- j
 			}
 		}
 		if len(ds) > 0 {
@@ -542,6 +546,14 @@ func (p *pipeline) busy() bool {
 	}
 	return !p.popTracked || p.popping.Load() > 0
 }
+
+// mustWait reports whether a job handed to the executors now would wait
+// for one: as many are queued as there are free slots. Such a job is
+// received at once by the fetching goroutine, as Celery's consumer does:
+// it is logged and announced (task-received), and listed by inspect
+// reserved while it waits. A job that will start at once is left to the
+// executor to decode, which spreads the work over the cores.
+func (p *pipeline) mustWait() bool { return len(p.work) >= len(p.permits) }
 
 // execLoop is one executor: it runs jobs until the work channel closes
 // or a shrink asks it to stop.

@@ -144,3 +144,28 @@ stats("after")
 	checkGot(t, got, "after", map[string]any{"max-concurrency": 3.0, "prefetch_count": 24.0,
 		"autoscaler": map[string]any{"max": 6.0, "min": 2.0, "current": 3.0, "qty": 0.0}})
 }
+
+// celery inspect reserved lists the tasks a busy Go worker holds for its
+// executors, as it lists a Python worker's prefetched tasks.
+func TestRedisInspectReservedWhileBusy(t *testing.T) {
+	rc := requireRedis(t)
+	q := uniq(t, "q")
+	cleanupQueue(t, rc, q)
+	node := uniq(t, "busy") + "@compat"
+	startGoWorker(t, "-b", brokerURL(), "--result-backend", backendURL(), "-Q", q, "-n", node, "-c", "1")
+	got := runPoolScript(t, brokerURL(), q, node, `
+first = app.send_task("tasks.sleep", args=(2,))
+deadline = time.time() + 5
+while time.time() < deadline and not (insp.active() or {}).get(node):
+    time.sleep(0.05)
+waiting = [app.send_task("tasks.sleep", args=(0.1,)) for _ in range(3)]
+seen, deadline = [], time.time() + 1.5
+while time.time() < deadline and len(seen) < 3:
+    seen = [r["id"] for r in (insp.reserved() or {}).get(node, [])]
+    time.sleep(0.05)
+res["reserved_is_waiting"] = sorted(seen) == sorted(r.id for r in waiting)
+res["results"] = [r.get(timeout=15) for r in [first] + waiting]
+`)
+	checkGot(t, got, "reserved_is_waiting", true)
+	checkGot(t, got, "results", []any{2.0, 0.1, 0.1, 0.1})
+}
