@@ -23,6 +23,28 @@ type generation struct {
 	// multiple=true. Guarded by consumer.mu.
 	floor   uint64
 	settled map[uint64]struct{}
+
+	// tags are the consumer tags by queue index; cancelled marks the
+	// queues cancelled by CancelQueue, whose deliveries channel closing
+	// does not end the generation. ended is set once forward stops
+	// adding consumers. Guarded by consumer.mu.
+	tags      map[int]string
+	cancelled map[int]bool
+	ended     bool
+	qver      uint64        // the consumer's queue set this generation consumes
+	stop      chan struct{} // closed to end the generation
+	stopOnce  sync.Once
+	fwd       sync.WaitGroup // the forwarders
+	lost      chan *amqp.Error
+}
+
+func (g *generation) end() { g.stopOnce.Do(func() { close(g.stop) }) }
+
+// subscription is one basic.consume of a generation.
+type subscription struct {
+	qi    int
+	queue string
+	dc    <-chan amqp.Delivery
 }
 
 type inbound struct {
@@ -35,12 +57,18 @@ type inbound struct {
 // after a channel or connection loss.
 type consumer struct {
 	t      *Transport
-	queues []string
 	global bool
 
 	mu       sync.Mutex
 	gen      *generation // nil while (re)subscribing
 	prefetch int
+	// queues are every queue consumed since the start, index-aligned
+	// with bufs (appended under both mu and bufMu); active marks those
+	// consumed now, and qver counts changes to the set, so that a
+	// subscription made while it changed is made again. Guarded by mu.
+	queues []string
+	active []bool
+	qver   uint64
 
 	// Deliveries wait in one FIFO per queue; Fetch takes from them round
 	// robin so that one busy queue cannot starve the others.
@@ -82,6 +110,7 @@ func (t *Transport) Consume(ctx context.Context, queues []string, prefetch int) 
 	c := &consumer{
 		t:        t,
 		queues:   slices.Clone(queues),
+		active:   slices.Repeat([]bool{true}, len(queues)),
 		global:   global,
 		prefetch: prefetch,
 		bufs:     make([]fifo, len(queues)),
@@ -130,7 +159,7 @@ func (c *consumer) run() {
 			return // closed
 		}
 		n++
-		ch, dcs, err := c.subscribe(conn)
+		g, subs, err := c.subscribe(conn, n)
 		if err != nil {
 			if first && !conn.IsClosed() {
 				// A definite error (missing queue, ...) on the first
@@ -138,7 +167,7 @@ func (c *consumer) run() {
 				c.report(&first, err)
 				return
 			}
-			c.t.log.Error("Cannot consume, retrying", "queues", c.queues, "error", err)
+			c.t.log.Error("Cannot consume, retrying", "queues", c.consumed(), "error", err)
 			select {
 			case <-c.done:
 				return
@@ -148,16 +177,22 @@ func (c *consumer) run() {
 			continue
 		}
 		delay = c.t.opts.ReconnectMin
-		g := &generation{n: n, ch: ch, settled: map[uint64]struct{}{}}
 		c.mu.Lock()
+		if c.qver != g.qver {
+			// AddQueue or CancelQueue ran meanwhile: subscribe again.
+			c.mu.Unlock()
+			g.ch.Close()
+			continue
+		}
 		c.gen = g
 		c.mu.Unlock()
 		if !first {
-			c.t.log.Info("Consumer resubscribed", "queues", c.queues, "generation", n)
+			c.t.log.Info("Consumer resubscribed", "queues", c.consumed(), "generation", n)
 		}
 		c.report(&first, nil)
 
-		c.forward(g, dcs)
+		c.forward(g, subs)
+		ch := g.ch
 
 		c.mu.Lock()
 		if c.gen == g {
@@ -171,7 +206,7 @@ func (c *consumer) run() {
 		default:
 		}
 		ch.Close() // a cancelled consumer leaves the channel open
-		c.t.log.Warn("Consumer channel lost, resubscribing", "queues", c.queues)
+		c.t.log.Warn("Consumer channel lost, resubscribing", "queues", c.consumed())
 	}
 }
 
@@ -182,20 +217,46 @@ func (c *consumer) report(first *bool, err error) {
 	}
 }
 
-// subscribe opens a channel, re-declares the consumed queues this
-// transport declared (they may be gone after a broker restart), sets QoS
-// and starts consuming.
-func (c *consumer) subscribe(conn *amqp.Connection) (*amqp.Channel, []<-chan amqp.Delivery, error) {
+// consumed returns the queues consumed now.
+func (c *consumer) consumed() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for i, q := range c.queues {
+		if c.active[i] {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// consumerTag names generation n's consumer of queue index qi.
+func consumerTag(n uint64, qi int) string {
+	return "celerity." + strconv.FormatUint(n, 10) + "." + strconv.Itoa(qi)
+}
+
+// subscribe opens channel generation n, sets QoS and starts consuming the
+// active queues. The generation's qver is the queue set it consumes.
+func (c *consumer) subscribe(conn *amqp.Connection, n uint64) (*generation, []subscription, error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, nil, err
 	}
-	fail := func(err error) (*amqp.Channel, []<-chan amqp.Delivery, error) {
+	fail := func(err error) (*generation, []subscription, error) {
 		ch.Close()
 		return nil, nil, err
 	}
+	g := &generation{n: n, ch: ch, settled: map[uint64]struct{}{}, tags: map[int]string{},
+		cancelled: map[int]bool{}, stop: make(chan struct{})}
+	var subs []subscription
 	c.mu.Lock()
 	prefetch := c.prefetch
+	g.qver = c.qver
+	for i, q := range c.queues {
+		if c.active[i] {
+			subs = append(subs, subscription{qi: i, queue: q})
+		}
+	}
 	c.mu.Unlock()
 	if err := ch.Qos(prefetch, 0, c.global); err != nil {
 		return fail(fmt.Errorf("amqp: basic.qos: %w", err))
@@ -207,65 +268,154 @@ func (c *consumer) subscribe(conn *amqp.Connection) (*amqp.Channel, []<-chan amq
 	// The channel exception that closed the channel (e.g. NOT_FOUND for a
 	// missing queue consumed without waiting) is the real reason; a later
 	// method only sees "channel/connection is not open".
-	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
-	dcs := make([]<-chan amqp.Delivery, len(c.queues))
-	for i, q := range c.queues {
-		last := i == len(c.queues)-1
-		dc, err := ch.Consume(q, "", false, false, false, !last, nil)
+	g.lost = ch.NotifyClose(make(chan *amqp.Error, 1))
+	for i := range subs {
+		last := i == len(subs)-1
+		tag := consumerTag(n, subs[i].qi)
+		dc, err := ch.Consume(subs[i].queue, tag, false, false, false, !last, nil)
 		if err != nil {
 			select {
-			case reason, ok := <-closed:
+			case reason, ok := <-g.lost:
 				if ok && reason != nil {
 					err = reason
 				}
 			case <-time.After(time.Second):
 			}
-			return fail(fmt.Errorf("amqp: consume %q: %w", q, err))
+			return fail(fmt.Errorf("amqp: consume %q: %w", subs[i].queue, err))
 		}
-		dcs[i] = dc
+		subs[i].dc = dc
+		g.tags[subs[i].qi] = tag
 	}
-	return ch, dcs, nil
+	return g, subs, nil
 }
 
-// forward buffers deliveries of one channel generation until any of the
-// delivery channels closes (channel loss or server-side cancel) or the
-// consumer is closed. The buffers are bounded by the prefetch count.
-func (c *consumer) forward(g *generation, dcs []<-chan amqp.Delivery) {
-	stop := make(chan struct{})
-	var once sync.Once
-	var wg sync.WaitGroup
-	for i, dc := range dcs {
-		wg.Add(1)
-		go func(qi int, dc <-chan amqp.Delivery) {
-			defer wg.Done()
-			defer once.Do(func() { close(stop) })
-			for {
-				select {
-				case d, ok := <-dc:
-					if !ok {
-						return
-					}
-					c.bufMu.Lock()
-					c.bufs[qi].push(inbound{d: d, gen: g, queue: c.queues[qi]})
-					c.bufMu.Unlock()
-					select {
-					case c.notify <- struct{}{}:
-					default:
-					}
-				case <-c.done:
-					return
-				case <-stop:
-					return
-				}
-			}
-		}(i, dc)
+// forward buffers deliveries of one channel generation until the channel
+// is lost, a deliveries channel closes for another reason than
+// CancelQueue (a server-side cancel), or the consumer is closed. The
+// buffers are bounded by the prefetch count.
+func (c *consumer) forward(g *generation, subs []subscription) {
+	for _, sub := range subs {
+		g.fwd.Add(1)
+		go c.forwarder(g, sub)
 	}
-	<-stop
+	select {
+	case <-g.stop:
+	case <-g.lost:
+	case <-c.done:
+	}
+	g.end()
+	c.mu.Lock()
+	g.ended = true
+	c.mu.Unlock()
 	// If the channel is still open (server cancel of one queue), closing
 	// it ends the other deliveries channels.
 	g.ch.Close()
-	wg.Wait()
+	g.fwd.Wait()
 }
+
+// forwarder buffers one subscription's deliveries.
+func (c *consumer) forwarder(g *generation, sub subscription) {
+	defer g.fwd.Done()
+	for {
+		select {
+		case d, ok := <-sub.dc:
+			if !ok {
+				c.mu.Lock()
+				ours := g.cancelled[sub.qi]
+				c.mu.Unlock()
+				if !ours {
+					g.end()
+				}
+				return
+			}
+			c.bufMu.Lock()
+			c.bufs[sub.qi].push(inbound{d: d, gen: g, queue: sub.queue})
+			c.bufMu.Unlock()
+			select {
+			case c.notify <- struct{}{}:
+			default:
+			}
+		case <-c.done:
+			return
+		case <-g.stop:
+			return
+		}
+	}
+}
+
+// AddQueue starts consuming queue on the live channel (celery control
+// add_consumer), or from the next subscription while the consumer is
+// resubscribing; a queue consumed already is left as it is.
+func (c *consumer) AddQueue(queue string) error {
+	if queue == "" {
+		return errors.New("amqp: add queue: empty name")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	qi := slices.Index(c.queues, queue)
+	switch {
+	case qi >= 0 && c.active[qi]:
+		return nil
+	case qi >= 0:
+		c.active[qi] = true
+	default:
+		c.bufMu.Lock()
+		c.queues = append(c.queues, queue)
+		c.bufs = append(c.bufs, fifo{})
+		c.bufMu.Unlock()
+		c.active = append(c.active, true)
+		qi = len(c.queues) - 1
+	}
+	c.qver++
+	g := c.gen
+	if g == nil || g.ended {
+		return nil // the next subscription consumes it
+	}
+	tag := consumerTag(g.n, qi)
+	dc, err := g.ch.Consume(queue, tag, false, false, false, false, nil)
+	if err != nil {
+		c.active[qi] = false
+		return fmt.Errorf("amqp: consume %q: %w", queue, err)
+	}
+	g.qver = c.qver
+	g.tags[qi] = tag
+	delete(g.cancelled, qi)
+	g.fwd.Add(1)
+	go c.forwarder(g, subscription{qi: qi, queue: queue, dc: dc})
+	return nil
+}
+
+// CancelQueue stops consuming queue (celery control cancel_consumer) with
+// basic.cancel. Deliveries already received from it are still handed
+// out; with no queue left the consumer waits for AddQueue.
+func (c *consumer) CancelQueue(queue string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	qi := slices.Index(c.queues, queue)
+	if qi < 0 || !c.active[qi] {
+		return nil
+	}
+	c.active[qi] = false
+	c.qver++
+	g := c.gen
+	if g == nil || g.ended {
+		return nil
+	}
+	g.qver = c.qver
+	tag, ok := g.tags[qi]
+	if !ok {
+		return nil
+	}
+	g.cancelled[qi] = true
+	delete(g.tags, qi)
+	if err := g.ch.Cancel(tag, false); err != nil {
+		return fmt.Errorf("amqp: cancel %q: %w", queue, err)
+	}
+	return nil
+}
+
+// Queues returns the queues consumed now.
+func (c *consumer) Queues() []string { return c.consumed() }
 
 // fifo is a queue of buffered deliveries.
 type fifo struct {

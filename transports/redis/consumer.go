@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,7 +25,10 @@ import (
 // Reject and Restore may be called from any goroutine.
 type Consumer struct {
 	t      *Transport
-	queues []string // round-robin cycle, most recently served last
+	queues []string // round-robin cycle, most recently served last; guarded by fetchMu
+	// queuesChanged is signalled by AddQueue, for a Fetch waiting while
+	// no queue is consumed.
+	queuesChanged chan struct{}
 	// lazyHeaders: deliveries keep their headers as JSON text (see
 	// LazyHeaders).
 	lazyHeaders atomic.Bool
@@ -301,7 +305,8 @@ func (t *Transport) consume(queues []string) (*Consumer, error) {
 			qs = append(qs, q)
 		}
 	}
-	c := &Consumer{t: t, queues: qs, closing: make(chan struct{}), done: make(chan struct{}),
+	c := &Consumer{t: t, queues: qs, queuesChanged: make(chan struct{}, 1),
+		closing: make(chan struct{}), done: make(chan struct{}),
 		ackKick: make(chan struct{}, 1), ackDone: make(chan struct{}), linger: ackLinger,
 		recordAfter: recordDelay,
 		recordQ:     make(chan *popped, 16),
@@ -454,6 +459,20 @@ func (c *Consumer) FetchNotify(ctx context.Context, max int, idle func()) ([]*De
 					continue // BRPOP timed out; go round again
 				}
 				c.quiet = r.drained
+				if !slices.Contains(c.queues, r.p.queue) {
+					// CancelQueue ran while this BRPOP waited: give the
+					// message back, as kombu rejects (requeues) a message
+					// for a queue it no longer consumes.
+					if d := c.delivery(ctx, r.p); d != nil {
+						c.fetchMu.Unlock()
+						err := c.Restore(context.WithoutCancel(ctx), d)
+						c.fetchMu.Lock()
+						if err != nil {
+							return nil, err
+						}
+					}
+					continue
+				}
 				c.rotate(r.p.queue)
 				// Hand it out at once: the next Fetch pops the rest of a
 				// burst, and an idle queue's single message is not
@@ -478,6 +497,27 @@ func (c *Consumer) FetchNotify(ctx context.Context, max int, idle func()) ([]*De
 			case <-c.closing:
 				err = transports.ErrClosed
 			case <-call.done:
+			}
+			c.fetchMu.Lock()
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if len(c.queues) == 0 {
+			// Every queue was cancelled: wait for one to be added.
+			c.fetchMu.Unlock()
+			if idle != nil {
+				idle()
+				idle = nil
+			}
+			var err error
+			select {
+			case <-ctx.Done():
+				err = ctx.Err()
+			case <-c.closing:
+				err = transports.ErrClosed
+			case <-c.queuesChanged:
 			}
 			c.fetchMu.Lock()
 			if err != nil {
@@ -512,6 +552,43 @@ func (c *Consumer) FetchNotify(ctx context.Context, max int, idle func()) ([]*De
 			c.waitBRPOP(&idle)
 		}
 	}
+}
+
+// AddQueue starts consuming queue too (celery control add_consumer); a
+// queue already consumed is left as it is. A BRPOP already waiting
+// includes it from its next round (within PollTimeout).
+func (c *Consumer) AddQueue(queue string) error {
+	if queue == "" {
+		return errors.New("redistransport: add queue: empty name")
+	}
+	c.fetchMu.Lock()
+	if !slices.Contains(c.queues, queue) {
+		c.queues = append(c.queues, queue)
+	}
+	c.fetchMu.Unlock()
+	select {
+	case c.queuesChanged <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// CancelQueue stops consuming queue (celery control cancel_consumer).
+// Messages already fetched from it are still handed out; a BRPOP already
+// waiting may still bring one more. With no queue left, Fetch waits for
+// AddQueue.
+func (c *Consumer) CancelQueue(queue string) error {
+	c.fetchMu.Lock()
+	defer c.fetchMu.Unlock()
+	c.queues = slices.DeleteFunc(c.queues, func(q string) bool { return q == queue })
+	return nil
+}
+
+// Queues returns the queues consumed now, in the order of the cycle.
+func (c *Consumer) Queues() []string {
+	c.fetchMu.Lock()
+	defer c.fetchMu.Unlock()
+	return slices.Clone(c.queues)
 }
 
 // FetchConcurrency reports how many Fetch calls may usefully run at once:
