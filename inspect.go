@@ -305,8 +305,25 @@ func (w *Worker) Stats() Stats {
 	return s
 }
 
-// Queues returns the declarations of the consumed queues.
-func (w *Worker) Queues() []transports.Queue { return w.cfg.declarations() }
+// Queues returns the declarations of the queues consumed now (Celery's
+// active_queues), with those add_consumer started and without those
+// cancel_consumer stopped.
+func (w *Worker) Queues() []transports.Queue {
+	all := w.cfg.declarations()
+	qc, err := w.queueChanger()
+	if err != nil {
+		return all
+	}
+	w.qmu.Lock()
+	for _, d := range w.added {
+		if !slices.ContainsFunc(all, func(c transports.Queue) bool { return c.Name == d.Name }) {
+			all = append(all, d)
+		}
+	}
+	w.qmu.Unlock()
+	consumed := qc.Queues()
+	return slices.DeleteFunc(all, func(d transports.Queue) bool { return !slices.Contains(consumed, d.Name) })
+}
 
 // Shutdown starts a warm shutdown of a running worker: Run stops fetching
 // and returns once running tasks are done.

@@ -37,6 +37,11 @@ type Worker struct {
 	// pipe is the running pipeline.
 	pipe atomic.Pointer[pipeline]
 
+	// qmu serializes add_consumer and cancel_consumer; added holds the
+	// declarations of the queues add_consumer started, for Queues.
+	qmu   sync.Mutex
+	added []transports.Queue
+
 	canvas  *canvas
 	track   *tracker
 	revoked revokedSet

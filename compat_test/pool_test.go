@@ -169,3 +169,56 @@ res["results"] = [r.get(timeout=15) for r in [first] + waiting]
 	checkGot(t, got, "reserved_is_waiting", true)
 	checkGot(t, got, "results", []any{2.0, 0.1, 0.1, 0.1})
 }
+
+// celery control add_consumer / cancel_consumer from Python change the
+// queues the Go worker consumes, as active_queues and the tasks sent to
+// each queue show; a worker may consume no queue at all.
+func TestAddCancelConsumer(t *testing.T) {
+	for _, b := range semBrokers() {
+		t.Run(b.name, func(t *testing.T) {
+			rc := requireRedis(t)
+			q1, q2 := uniq(t, "q1"), uniq(t, "q2")
+			if b.name == "amqp" {
+				requireAMQP(t)
+				t.Cleanup(func() { deleteAMQPQueue(q1); deleteAMQPQueue(q2) })
+			} else {
+				cleanupQueue(t, rc, q1, q2)
+			}
+			node := uniq(t, "queues") + "@compat"
+			gw := startGoWorker(t, "-b", b.url, "--result-backend", backendURL(), "-Q", q1, "-n", node, "-c", "2")
+			got := runPoolScript(t, b.url, q1, node, fmt.Sprintf(`
+q1, q2 = %q, %q
+def queues():
+    return sorted(q["name"] for q in (insp.active_queues() or {}).get(node, []))
+def pending_for(r, secs):
+    time.sleep(secs)
+    return r.state
+ctl("add", "add_consumer", queue=q2)
+res["after_add"] = queues()
+res["on_q2"] = app.send_task("tasks.add", args=(2, 3), queue=q2).get(timeout=15)
+ctl("cancel", "cancel_consumer", queue=q1)
+res["after_cancel"] = queues()
+late = app.send_task("tasks.add", args=(4, 5), queue=q1)
+res["q1_while_cancelled"] = pending_for(late, 1.5)
+ctl("cancel_last", "cancel_consumer", queue=q2)
+res["none"] = queues()
+ctl("readd", "add_consumer", queue=q1)
+res["late"] = late.get(timeout=15)
+res["final"] = queues()
+`, q1, q2))
+			checkGot(t, got, "add", nodeReply(node, map[string]any{"ok": "add consumer " + q2}))
+			checkGot(t, got, "after_add", []any{q1, q2})
+			checkGot(t, got, "on_q2", 5.0)
+			checkGot(t, got, "cancel", nodeReply(node, map[string]any{"ok": "no longer consuming from " + q1}))
+			checkGot(t, got, "after_cancel", []any{q2})
+			checkGot(t, got, "q1_while_cancelled", "PENDING")
+			checkGot(t, got, "cancel_last", nodeReply(node, map[string]any{"ok": "no longer consuming from " + q2}))
+			checkGot(t, got, "none", []any{})
+			checkGot(t, got, "readd", nodeReply(node, map[string]any{"ok": "add consumer " + q1}))
+			checkGot(t, got, "late", 9.0)
+			checkGot(t, got, "final", []any{q1})
+			gw.waitFor("Started consuming from "+q2, 5e9)
+			gw.waitFor("Canceling queue "+q1, 5e9)
+		})
+	}
+}
