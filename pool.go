@@ -49,14 +49,29 @@ type autoscaler struct {
 
 // resizeLocked changes the number of executors by delta; the caller holds
 // sizeMu and has checked the bounds. An executor asked to stop finishes
-// the task it is running first, and the permits follow: a shrink takes
-// its permits as running tasks give them back.
+// the task it is running first. A shrink takes its permits from the free
+// ones, and what it still lacks from running tasks as they give theirs
+// back (permitDebt), before any waiting task can take them: no task
+// starts beyond the new size.
 func (p *pipeline) resizeLocked(delta int) {
 	switch {
 	case delta > 0:
 		p.size += delta
-		for range delta {
+		give := delta
+		for give > 0 {
+			d := p.permitDebt.Load()
+			if d == 0 {
+				break
+			}
+			if p.permitDebt.CompareAndSwap(d, d-1) {
+				give--
+			}
+		}
+		for range give {
 			p.permits <- struct{}{}
+		}
+		if !p.started {
+			return // run starts p.size executors
 		}
 		start := delta
 		// Executors asked to stop that have not yet done so stay instead.
@@ -75,15 +90,35 @@ func (p *pipeline) resizeLocked(delta int) {
 	case delta < 0:
 		n := -delta
 		p.size -= n
+		take := n
+	free:
+		for take > 0 {
+			select {
+			case <-p.permits:
+				take--
+			default:
+				break free
+			}
+		}
+		p.permitDebt.Add(int64(take))
+		if !p.started {
+			return
+		}
 		for range n {
 			p.quit <- struct{}{}
 		}
-		go func() {
-			for range n {
-				<-p.permits
-			}
-		}()
 	}
+}
+
+// releasePermit gives a task's permit back, or to a shrink still owed
+// one.
+func (p *pipeline) releasePermit() {
+	for d := p.permitDebt.Load(); d > 0; d = p.permitDebt.Load() {
+		if p.permitDebt.CompareAndSwap(d, d-1) {
+			return
+		}
+	}
+	p.permits <- struct{}{}
 }
 
 // startExecutor starts one execLoop; the caller holds sizeMu (or the
@@ -136,13 +171,15 @@ func (p *pipeline) resize(delta int) error {
 
 // queued is the autoscaler's measure of demand (Celery: the reserved
 // requests, which include the running ones): tasks waiting for an
-// executor or running, not counting those held for their ETA.
+// executor or running, not counting those held for their ETA or rate
+// limit. A task that must wait for an executor is received (tracked) as
+// it arrives (see mustWait), so the tracker sees every waiting task.
 func (p *pipeline) queued() int {
 	tk := p.w.track
 	tk.mu.Lock()
 	n := len(tk.reserved) + len(tk.active)
 	tk.mu.Unlock()
-	return max(0, n+len(p.work)-int(p.held.Load()))
+	return max(0, n-int(p.held.Load()))
 }
 
 // kickScale asks the autoscaler to look now (a batch arrived).

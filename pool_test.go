@@ -1,6 +1,7 @@
 package celerity
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -212,5 +213,66 @@ func TestWaitingTasksAreReserved(t *testing.T) {
 	}
 	if r := h.w.Reserved(); len(r) != 0 {
 		t.Errorf("reserved after the tasks finished: %v", r)
+	}
+}
+
+// A resize between the pipeline's creation and the start of its executors
+// (a control command right after Run began) is counted once.
+func TestResizeBeforeExecutorsStart(t *testing.T) {
+	h := newHarness(t, Config{Concurrency: 2})
+	cons, err := h.tr.Consume(context.Background(), []string{"q"}, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetchCtx, stop := context.WithCancel(context.Background())
+	p := newPipeline(h.w, cons, fetchCtx, context.Background())
+	if err := p.resize(3); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.resize(-1); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); p.run() }()
+	h.waitFor("four executors and four permits", func() bool { return p.executors.Load() == 4 && freePermits(p) == 4 })
+	stop()
+	<-done
+	if n := p.executors.Load(); n != 0 {
+		t.Errorf("%d executors after run returned", n)
+	}
+}
+
+// While a shrink waits for running tasks to give their permits back, a
+// task waiting for an executor does not start before the pool is within
+// its new size.
+func TestShrinkStartsNothingBeyondNewSize(t *testing.T) {
+	h := newHarness(t, Config{Concurrency: 3, PrefetchMultiplier: 1})
+	g := newGate()
+	if err := h.w.Handle("t.gate", g.handler); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	p := h.w.pipe.Load()
+	ids := h.sendN("t.gate", 3)
+	h.waitFor("three running", func() bool { r, _, _ := g.state(); return r == 3 })
+	ids = append(ids, h.sendN("t.gate", 1)...)
+	h.waitFor("the fourth reserved", func() bool { return len(h.w.Reserved()) == 1 })
+	if err := h.w.Shrink(2); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		g.release(1)
+		h.waitFor("a task to finish", func() bool { _, _, f := g.state(); return f == i })
+		if r, _, _ := g.state(); r != 3-i || p.permitDebt.Load() != int64(2-i) || freePermits(p) != 0 {
+			t.Fatalf("after %d finished: %d running, debt %d, %d free permits; want %d, %d, 0",
+				i, r, p.permitDebt.Load(), freePermits(p), 3-i, 2-i)
+		}
+	}
+	g.release(2) // the last of the three, then the fourth
+	for _, id := range ids {
+		h.waitFinal(id)
+	}
+	if _, peak, _ := g.state(); peak != 3 {
+		t.Errorf("peak %d", peak)
 	}
 }

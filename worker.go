@@ -189,20 +189,25 @@ type pipeline struct {
 
 	tokens *tokenPool
 	// permits holds one entry per free execution slot: a task takes one
-	// to run, in an executor or in the fetching goroutine (runDirect).
-	// There are as many as executors (size), once a shrink has taken its
-	// share back from tasks that were running.
+	// to run, in an executor or in the fetching goroutine (runDirect),
+	// and gives it back with releasePermit. Free and taken permits add up
+	// to size, once a shrink has taken its share back from the tasks that
+	// were running.
 	permits chan struct{}
-	// sizeMu guards size, closed and scale. size is the number of
-	// executors wanted; quit has one entry per executor asked to stop;
-	// closed is set once the work channel is closed, after which no
-	// executor starts.
+	// sizeMu guards size, started, closed and scale. size is the number
+	// of executors wanted; quit has one entry per executor asked to
+	// stop; closed is set once the work channel is closed, after which
+	// no executor starts.
 	sizeMu    sync.Mutex
 	size      int
+	started   bool // run has started the executors
 	closed    bool
 	quit      chan struct{}
 	execWG    sync.WaitGroup
 	executors atomic.Int32 // execLoops running
+	// permitDebt counts the permits a shrink still has to take back
+	// from running tasks (releasePermit).
+	permitDebt atomic.Int64
 	// scale is the autoscaler, nil unless Config.AutoscaleMax is set.
 	scale   *autoscaler
 	work    chan *job
@@ -311,6 +316,7 @@ func (p *pipeline) run() {
 	resWG.Add(1)
 	go func() { defer resWG.Done(); p.resultLoop() }()
 	p.sizeMu.Lock()
+	p.started = true
 	for range p.size {
 		p.startExecutor()
 	}
@@ -573,7 +579,7 @@ func (p *pipeline) execLoop() {
 			}
 			<-p.permits
 			p.runJob(j)
-			p.permits <- struct{}{}
+			p.releasePermit()
 		}
 	}
 }
@@ -700,7 +706,7 @@ func (p *pipeline) runDirect(j *job, d *directPause) {
 	}
 	p.pauseMu.Unlock()
 	d.end(p)
-	p.permits <- struct{}{}
+	p.releasePermit()
 }
 
 // storeDirect writes r at once from the calling goroutine when the result
