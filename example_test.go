@@ -2,8 +2,10 @@ package celerity_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/celerity-go/celerity"
 	"github.com/celerity-go/celerity/protocolv2"
@@ -86,4 +88,26 @@ func ExampleWorker_Handle() {
 	<-stopped
 	// Output:
 	// FAILURE builtins.ValueError["boom"]
+}
+
+// Grow and Shrink resize a running worker's pool and prefetch window, as
+// Celery's pool_grow and pool_shrink commands do.
+func ExampleWorker_Grow() {
+	w, _ := celerity.NewWorker(memory.New(), nil, celerity.Config{Concurrency: 1, Logger: slog.New(slog.DiscardHandler)})
+	ctx, stop := context.WithCancel(context.Background())
+	stopped := make(chan error)
+	go func() { stopped <- w.Run(ctx, context.Background()) }()
+	for errors.Is(w.Grow(3), celerity.ErrNotRunning) {
+		time.Sleep(time.Millisecond) // Run is starting
+	}
+	s := w.Stats()
+	fmt.Println("executors", s.Concurrency, "prefetch", s.Prefetch)
+	_ = w.Shrink(2)
+	s = w.Stats()
+	fmt.Println("executors", s.Concurrency, "prefetch", s.Prefetch)
+	stop()
+	<-stopped
+	// Output:
+	// executors 4 prefetch 16
+	// executors 2 prefetch 8
 }
