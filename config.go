@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/celerity-go/celerity/transports"
@@ -41,6 +42,11 @@ type Config struct {
 	// declares a queue it creates on demand: a durable direct exchange
 	// named after the queue, bound with the queue's name.
 	Declare []transports.Queue
+	// WorkerDirect is worker_direct: the worker also consumes its own
+	// queue "<Hostname>.dq2", bound to the direct exchange "C.dq2" with
+	// the node name, where celery.utils.worker_direct routes a task meant
+	// for this worker alone.
+	WorkerDirect bool
 	// Concurrency is worker_concurrency (-c): tasks run at once. Default:
 	// the number of CPUs.
 	Concurrency int
@@ -140,6 +146,13 @@ func (c *Config) setDefaults() error {
 	if len(c.Queues) == 0 {
 		c.Queues = []string{"celery"}
 	}
+	if c.WorkerDirect {
+		dq := WorkerDirectQueue(c.Hostname)
+		if !slices.Contains(c.Queues, dq.Name) {
+			c.Queues = append(slices.Clip(c.Queues), dq.Name)
+			c.Declare = append(slices.Clip(c.Declare), dq)
+		}
+	}
 	if c.Concurrency == 0 {
 		c.Concurrency = runtime.NumCPU()
 	}
@@ -183,6 +196,14 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("celerity: unknown ResultJSON %d", c.ResultJSON)
 	}
 	return nil
+}
+
+// WorkerDirectQueue is Celery's worker_direct(hostname): the queue
+// "<hostname>.dq2", durable, bound to the durable direct exchange "C.dq2"
+// with the node name as routing key.
+func WorkerDirectQueue(hostname string) transports.Queue {
+	return transports.Queue{Name: hostname + ".dq2", Exchange: "C.dq2", ExchangeType: "direct",
+		RoutingKey: hostname, Durable: true}
 }
 
 // prefetch is the number of messages reserved ahead of execution.

@@ -222,3 +222,33 @@ res["final"] = queues()
 		})
 	}
 }
+
+// With worker_direct, the Go worker consumes its own "<node>.dq2" queue,
+// where Python's celery.utils.worker_direct routes a task for it alone.
+func TestWorkerDirect(t *testing.T) {
+	for _, b := range semBrokers() {
+		t.Run(b.name, func(t *testing.T) {
+			rc := requireRedis(t)
+			q := uniq(t, "q")
+			node := uniq(t, "direct") + "@compat"
+			if b.name == "amqp" {
+				requireAMQP(t)
+				t.Cleanup(func() { deleteAMQPQueue(q); deleteAMQPQueue(node + ".dq2") })
+			} else {
+				cleanupQueue(t, rc, q, node+".dq2")
+			}
+			startGoWorker(t, "-b", b.url, "--result-backend", backendURL(), "-Q", q, "-n", node,
+				"--config", workerConfigFile(t, "worker_direct: true\n"))
+			got := runPoolScript(t, b.url, q, node, `
+from celery.utils import worker_direct
+res["queues"] = sorted(q["name"] for q in (insp.active_queues() or {}).get(node, []))
+dq = [x for x in (insp.active_queues() or {}).get(node, []) if x["name"].endswith(".dq2")]
+res["dq"] = dq and [dq[0]["exchange"]["name"], dq[0]["exchange"]["type"], dq[0]["routing_key"]]
+res["direct"] = app.send_task("tasks.add", args=(20, 22), queue=worker_direct(node)).get(timeout=15)
+`)
+			checkGot(t, got, "queues", []any{node + ".dq2", q})
+			checkGot(t, got, "dq", []any{"C.dq2", "direct", node})
+			checkGot(t, got, "direct", 42.0)
+		})
+	}
+}

@@ -24,6 +24,7 @@ type settings struct {
 	Concurrency        int
 	AutoscaleMax       int // --autoscale max,min (0: off)
 	AutoscaleMin       int
+	WorkerDirect       bool
 	PrefetchMultiplier int
 	AcksLate           bool
 	TrackStarted       bool
@@ -96,6 +97,7 @@ var aliases = map[string]string{
 	"result_backend_transport_options": "result_backend_transport_options", "CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS": "result_backend_transport_options",
 	"result_persistent": "result_persistent", "CELERY_RESULT_PERSISTENT": "result_persistent",
 	"worker_hostname": "worker_hostname",
+	"worker_direct":   "worker_direct", "CELERY_WORKER_DIRECT": "worker_direct",
 	"worker_loglevel": "worker_loglevel",
 	// Routing is the producers' business; accepted and ignored so a shared
 	// config file loads.
@@ -165,6 +167,8 @@ func (s *settings) set(key string, v any) error {
 		s.DefaultQueue, err = asString(v)
 	case "worker_hostname":
 		s.Hostname, err = asString(v)
+	case "worker_direct":
+		s.WorkerDirect, err = asBool(v)
 	case "worker_loglevel":
 		s.LogLevel, err = asString(v)
 	case "worker_concurrency":

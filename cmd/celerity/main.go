@@ -372,6 +372,7 @@ func workerConfig(s settings, logger *slog.Logger) celerity.Config {
 		AutoscaleMin:             s.AutoscaleMin,
 		PrefetchMultiplier:       pm,
 		AcksLate:                 s.AcksLate,
+		WorkerDirect:             s.WorkerDirect,
 		TrackStarted:             s.TrackStarted,
 		ResultExtended:           s.ResultExtended,
 		AcceptContent:            s.AcceptContent,

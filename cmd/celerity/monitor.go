@@ -138,6 +138,7 @@ func (m *monitoring) conf() map[string]any {
 		"worker_send_task_events":    s.TaskEvents,
 		"task_time_limit":            s.TimeLimit.Seconds(),
 		"task_soft_time_limit":       s.SoftTimeLimit.Seconds(),
+		"worker_direct":              s.WorkerDirect,
 	}
 }
 
