@@ -158,11 +158,11 @@ func (p *pipeline) resize(delta int) error {
 	if p.scale != nil {
 		return ErrAutoscaling
 	}
-	switch n := p.size + delta; {
-	case n < 1:
-		return fmt.Errorf("celerity: cannot shrink the pool below one executor (it has %d)", p.size)
-	case n > MaxPool:
+	switch {
+	case delta > MaxPool-p.size:
 		return fmt.Errorf("celerity: cannot grow the pool beyond %d executors (it has %d)", MaxPool, p.size)
+	case delta < 1-p.size:
+		return fmt.Errorf("celerity: cannot shrink the pool below one executor (it has %d)", p.size)
 	}
 	p.resizeLocked(delta)
 	p.addPrefetch(delta)

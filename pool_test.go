@@ -3,7 +3,9 @@ package celerity
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,8 +70,13 @@ func TestPoolGrowShrink(t *testing.T) {
 	if err := h.w.Shrink(1); err == nil {
 		t.Error("Shrink to zero executors succeeded")
 	}
-	if err := h.w.Grow(MaxPool); err == nil {
-		t.Error("Grow beyond MaxPool succeeded")
+	for _, n := range []int{MaxPool, math.MaxInt} {
+		if err := h.w.Grow(n); err == nil || !strings.Contains(err.Error(), "cannot grow") {
+			t.Errorf("Grow(%d): %v", n, err)
+		}
+	}
+	if err := h.w.Shrink(math.MaxInt); err == nil || !strings.Contains(err.Error(), "cannot shrink") {
+		t.Errorf("Shrink(MaxInt): %v", err)
 	}
 	if err := h.w.Grow(-1); err == nil {
 		t.Error("Grow(-1) succeeded")
