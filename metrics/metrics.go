@@ -22,7 +22,8 @@ type Collector struct {
 
 // New returns a Collector whose metric names start with namespace
 // ("celery" when empty). When stats is not nil (Worker.Stats), the
-// Collector also reports the running and processed task counts.
+// Collector also reports the running and processed task counts, the
+// number of executors and the prefetch count.
 func New(namespace string, stats func() celerity.Stats) *Collector {
 	if namespace == "" {
 		namespace = "celery"
@@ -63,6 +64,14 @@ func New(namespace string, stats func() celerity.Stats) *Collector {
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Namespace: namespace, Name: "tasks_processed_total", Help: "Tasks finished since the worker started.",
 			}, func() float64 { return float64(stats().Processed) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: namespace, Name: "worker_concurrency",
+				Help: "Executors now (pool_grow, pool_shrink and --autoscale change it).",
+			}, func() float64 { return float64(stats().Concurrency) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: namespace, Name: "worker_prefetch_count",
+				Help: "Messages the worker may hold unacknowledged (Celery's prefetch count).",
+			}, func() float64 { return float64(stats().Prefetch) }),
 		)
 	}
 	return c

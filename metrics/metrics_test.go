@@ -13,7 +13,7 @@ import (
 )
 
 func TestCollectorCountsEvents(t *testing.T) {
-	c := metrics.New("", func() celerity.Stats { return celerity.Stats{Active: 3, Processed: 42} })
+	c := metrics.New("", func() celerity.Stats { return celerity.Stats{Active: 3, Processed: 42, Concurrency: 4, Prefetch: 16} })
 	reg := prometheus.NewPedanticRegistry()
 	if err := reg.Register(c); err != nil {
 		t.Fatal(err)
@@ -54,10 +54,17 @@ celery_tasks_active 3
 # HELP celery_tasks_processed_total Tasks finished since the worker started.
 # TYPE celery_tasks_processed_total counter
 celery_tasks_processed_total 42
+# HELP celery_worker_concurrency Executors now (pool_grow, pool_shrink and --autoscale change it).
+# TYPE celery_worker_concurrency gauge
+celery_worker_concurrency 4
+# HELP celery_worker_prefetch_count Messages the worker may hold unacknowledged (Celery's prefetch count).
+# TYPE celery_worker_prefetch_count gauge
+celery_worker_prefetch_count 16
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"celery_tasks_finished_total", "celery_tasks_received_total", "celery_tasks_retried_total",
-		"celery_tasks_revoked_total", "celery_tasks_rejected_total", "celery_tasks_active", "celery_tasks_processed_total"); err != nil {
+		"celery_tasks_revoked_total", "celery_tasks_rejected_total", "celery_tasks_active", "celery_tasks_processed_total",
+		"celery_worker_concurrency", "celery_worker_prefetch_count"); err != nil {
 		t.Error(err)
 	}
 	if n := testutil.CollectAndCount(c, "celery_task_runtime_seconds"); n != 1 {
