@@ -350,6 +350,13 @@ func (c *consumer) AddQueue(queue string) error {
 	if queue == "" {
 		return errors.New("amqp: add queue: empty name")
 	}
+	if d, ok := c.t.declaredQueue(queue); ok && c.global {
+		if qt, _ := d.Arguments["x-queue-type"].(string); qt == "quorum" {
+			// RabbitMQ refuses a quorum queue consumer on a channel with
+			// global QoS, and would close the channel.
+			return fmt.Errorf("amqp: add queue %q: a quorum queue cannot join a consumer with global QoS; consume it from the start", queue)
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	qi := slices.Index(c.queues, queue)

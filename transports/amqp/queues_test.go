@@ -3,6 +3,7 @@ package amqptransport
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,6 +76,16 @@ func TestAddCancelQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	b1 := fetchFrom(qb, "b1")
+	// A quorum queue cannot join a channel with global QoS: refused
+	// without closing the channel.
+	qq := uniq(t) + ".quorum"
+	if err := tr.Declare(ctx, transports.Queue{Name: qq, Durable: true,
+		Arguments: map[string]any{"x-queue-type": "quorum"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := qc.AddQueue(qq); err == nil || !strings.Contains(err.Error(), "global QoS") {
+		t.Errorf("AddQueue(quorum): %v", err)
+	}
 	if q := qc.Queues(); !slices.Equal(q, []string{qa, qb}) {
 		t.Errorf("queues %v", q)
 	}
