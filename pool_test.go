@@ -12,15 +12,23 @@ import (
 	"github.com/celerity-go/celerity/resultstore"
 )
 
-// freePermits is the number of tasks that may start now.
-func freePermits(p *pipeline) int { return len(p.permits) }
-
-func TestPoolGrowShrink(t *testing.T) {
-	h := newHarness(t, Config{Concurrency: 1, PrefetchMultiplier: 1})
+// gatedHarness is a harness whose worker runs "t.gate" tasks on g; the
+// caller starts it.
+func gatedHarness(t *testing.T, cfg Config) (*harness, *gate) {
+	t.Helper()
+	h := newHarness(t, cfg)
 	g := newGate()
 	if err := h.w.Handle("t.gate", g.handler); err != nil {
 		t.Fatal(err)
 	}
+	return h, g
+}
+
+// freePermits is the number of tasks that may start now.
+func freePermits(p *pipeline) int { return len(p.permits) }
+
+func TestPoolGrowShrink(t *testing.T) {
+	h, g := gatedHarness(t, Config{Concurrency: 1, PrefetchMultiplier: 1})
 	if err := h.w.Grow(1); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("Grow before Run: %v", err)
 	}
@@ -93,11 +101,7 @@ func TestPoolGrowShrink(t *testing.T) {
 // A grow after a shrink whose executors are still busy keeps them
 // instead of starting new ones.
 func TestPoolShrinkThenGrowWhileBusy(t *testing.T) {
-	h := newHarness(t, Config{Concurrency: 3, PrefetchMultiplier: 1})
-	g := newGate()
-	if err := h.w.Handle("t.gate", g.handler); err != nil {
-		t.Fatal(err)
-	}
+	h, g := gatedHarness(t, Config{Concurrency: 3, PrefetchMultiplier: 1})
 	h.start()
 	p := h.w.pipe.Load()
 	ids := h.sendN("t.gate", 3)
@@ -126,11 +130,7 @@ func TestPoolShrinkThenGrowWhileBusy(t *testing.T) {
 }
 
 func TestAutoscale(t *testing.T) {
-	h := newHarness(t, Config{AutoscaleMax: 3, AutoscaleKeepalive: 20 * time.Millisecond, PrefetchMultiplier: 1})
-	g := newGate()
-	if err := h.w.Handle("t.gate", g.handler); err != nil {
-		t.Fatal(err)
-	}
+	h, g := gatedHarness(t, Config{AutoscaleMax: 3, AutoscaleKeepalive: 20 * time.Millisecond, PrefetchMultiplier: 1})
 	h.start()
 	if s := h.w.Stats(); s.Concurrency != 0 || s.Prefetch != 3 || s.Autoscaler == nil || s.Autoscaler.Max != 3 || s.Autoscaler.Min != 0 {
 		t.Errorf("idle autoscaled worker: %+v", s)
@@ -192,11 +192,7 @@ func TestAutoscaleConfig(t *testing.T) {
 // tracked) when they arrive, as Celery's consumer receives them: inspect
 // reserved lists them while another task runs.
 func TestWaitingTasksAreReserved(t *testing.T) {
-	h := newHarness(t, Config{Concurrency: 1})
-	g := newGate()
-	if err := h.w.Handle("t.gate", g.handler); err != nil {
-		t.Fatal(err)
-	}
+	h, g := gatedHarness(t, Config{Concurrency: 1})
 	h.start()
 	first := h.sendN("t.gate", 1)
 	h.waitFor("the first task to run", func() bool { r, _, _ := g.state(); return r == 1 })
@@ -253,11 +249,7 @@ func TestResizeBeforeExecutorsStart(t *testing.T) {
 // task waiting for an executor does not start before the pool is within
 // its new size.
 func TestShrinkStartsNothingBeyondNewSize(t *testing.T) {
-	h := newHarness(t, Config{Concurrency: 3, PrefetchMultiplier: 1})
-	g := newGate()
-	if err := h.w.Handle("t.gate", g.handler); err != nil {
-		t.Fatal(err)
-	}
+	h, g := gatedHarness(t, Config{Concurrency: 3, PrefetchMultiplier: 1})
 	h.start()
 	p := h.w.pipe.Load()
 	ids := h.sendN("t.gate", 3)

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -53,18 +52,7 @@ func forEachBroker(t *testing.T, fn func(t *testing.T, b semBroker, queue string
 			case "amqp":
 				requireRedis(t) // the result backend
 				requireAMQP(t)
-				t.Cleanup(func() {
-					conn, err := amqp.Dial(amqpURL())
-					if err != nil {
-						return
-					}
-					defer conn.Close()
-					if ch, err := conn.Channel(); err == nil {
-						ch.QueueDelete(q, false, false, false)
-						ch.ExchangeDelete(q, false, false)
-						ch.Close()
-					}
-				})
+				t.Cleanup(func() { deleteAMQPQueue(q) })
 			}
 			fn(t, b, q)
 		})

@@ -485,42 +485,14 @@ func (c *Consumer) FetchNotify(ctx context.Context, max int, idle func()) ([]*De
 			}
 			// Wait without the lock: concurrent pops must be able to
 			// finish (and record their rotation) meanwhile.
-			c.fetchMu.Unlock()
-			if idle != nil {
-				idle()
-				idle = nil
-			}
-			var err error
-			select {
-			case <-ctx.Done():
-				err = ctx.Err()
-			case <-c.closing:
-				err = transports.ErrClosed
-			case <-call.done:
-			}
-			c.fetchMu.Lock()
-			if err != nil {
+			if err := c.waitUnlocked(ctx, &idle, call.done); err != nil {
 				return nil, err
 			}
 			continue
 		}
 		if len(c.queues) == 0 {
 			// Every queue was cancelled: wait for one to be added.
-			c.fetchMu.Unlock()
-			if idle != nil {
-				idle()
-				idle = nil
-			}
-			var err error
-			select {
-			case <-ctx.Done():
-				err = ctx.Err()
-			case <-c.closing:
-				err = transports.ErrClosed
-			case <-c.queuesChanged:
-			}
-			c.fetchMu.Lock()
-			if err != nil {
+			if err := c.waitUnlocked(ctx, &idle, c.queuesChanged); err != nil {
 				return nil, err
 			}
 			continue
@@ -551,6 +523,26 @@ func (c *Consumer) FetchNotify(ctx context.Context, max int, idle func()) ([]*De
 		if c.inflight == nil {
 			c.waitBRPOP(&idle)
 		}
+	}
+}
+
+// waitUnlocked releases fetchMu, calls *idle (once, then clears it) and
+// waits for ready, ctx or Close; it returns with fetchMu held, and the
+// error that ended the wait early.
+func (c *Consumer) waitUnlocked(ctx context.Context, idle *func(), ready <-chan struct{}) error {
+	c.fetchMu.Unlock()
+	defer c.fetchMu.Lock()
+	if *idle != nil {
+		(*idle)()
+		*idle = nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.closing:
+		return transports.ErrClosed
+	case <-ready:
+		return nil
 	}
 }
 
