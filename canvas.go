@@ -447,7 +447,11 @@ func (p *pipeline) revokedTask(j *job, expired, settled bool) {
 		reason = "terminated"
 	}
 	p.w.track.unreserve(j)
-	p.w.log.Info(fmt.Sprintf("Discarding revoked task: %s[%s]", t.Name, t.ID), "task_id", t.ID, "task_name", t.Name, "reason", reason)
+	msg := fmt.Sprintf("Discarding revoked task: %s[%s]", t.Name, t.ID)
+	if j.revokedBy != "" {
+		msg += " (revoked by header: " + j.revokedBy + ")"
+	}
+	p.w.log.Info(msg, "task_id", t.ID, "task_name", t.Name, "reason", reason)
 	meta := p.newMeta(j, resultstore.Revoked)
 	info := &resultstore.ExceptionInfo{Type: "TaskRevokedError", Module: "celery.exceptions", Message: []any{reason}}
 	meta.Result = info

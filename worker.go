@@ -45,6 +45,7 @@ type Worker struct {
 	canvas  *canvas
 	track   *tracker
 	revoked revokedSet
+	stamps  revokedStamps
 	started time.Time
 	stop    atomic.Value // context.CancelFunc of the running fetch context
 	rateMu  sync.Mutex
@@ -253,6 +254,8 @@ type job struct {
 	terminated atomic.Bool
 	// direct: run by the goroutine that fetched it (runDirect).
 	direct bool
+	// revokedBy is the stamp that revoked the job, for the log line.
+	revokedBy string
 }
 
 type resultJob struct {
@@ -1062,7 +1065,7 @@ func (p *pipeline) receive(j *job) bool {
 	if p.observed() {
 		p.emit(&TaskEvent{Type: EventTaskReceived, Request: j.req})
 	}
-	if w.revoked.has(t.ID) {
+	if w.revoked.has(t.ID) || p.revokedByStamp(j) {
 		p.revokedTask(j, false, false)
 		return false
 	}
@@ -1284,7 +1287,7 @@ func (p *pipeline) execute(j *job) {
 	if p.expired(j) {
 		return
 	}
-	if p.w.revoked.has(t.ID) {
+	if p.w.revoked.has(t.ID) || p.revokedByStamp(j) {
 		p.revokedTask(j, false, false)
 		return
 	}

@@ -132,3 +132,68 @@ print(json.dumps(res))
 	}
 	gw.waitFor("Tasks flagged as revoked: ", 5*time.Second)
 }
+
+// Celery 5.3+'s revoke_by_stamped_headers, sent as a broadcast (Debian's
+// 5.2 client lacks the method, the message is the same), revokes the Go
+// worker's tasks stamped with a revoked value, as stamped_headers and
+// stamps headers carry them, and terminates a running one.
+func TestRedisRevokeByStampedHeaders(t *testing.T) {
+	rc := requireRedis(t)
+	q := uniq(t, "q")
+	cleanupQueue(t, rc, q)
+	node := uniq(t, "stamps") + "@compat"
+	gw := startGoWorker(t, "-b", brokerURL(), "--result-backend", backendURL(), "-Q", q, "-n", node)
+	out := runPy(t, fmt.Sprintf(`
+import json, time
+from celery import Celery
+from celery.exceptions import TaskRevokedError
+app = Celery("stamps", broker=%[1]q, backend=%[2]q)
+app.conf.update(task_default_queue=%[3]q)
+node = %[4]q
+insp = app.control.inspect(destination=[node], timeout=3)
+res = {}
+def revoke(headers, terminate=False):
+    return app.control.broadcast("revoke_by_stamped_headers", reply=True, destination=[node], timeout=3,
+        arguments={"headers": headers, "terminate": terminate, "signal": "TERM"})
+def stamped(name, args, stamp):
+    return app.send_task(name, args=args, headers={"stamped_headers": ["mystamp"], "stamps": {"mystamp": stamp}})
+def outcome(r):
+    try:
+        return [r.get(timeout=15), r.state]
+    except TaskRevokedError as e:
+        return [str(e), r.state]
+res["flag"] = revoke({"mystamp": "v1"})
+res["revoked"] = outcome(stamped("tasks.add", (1, 2), "v1"))
+res["other"] = outcome(stamped("tasks.add", (1, 2), "v2"))
+res["list_form"] = revoke(["mystamp=v3"])
+res["revoked_v3"] = outcome(stamped("tasks.add", (1, 2), "v3"))
+long = stamped("tasks.sleep", (30,), "long")
+deadline = time.time() + 5
+while time.time() < deadline and not (insp.active() or {}).get(node):
+    time.sleep(0.05)
+res["terminate"] = revoke({"mystamp": "long"}, terminate=True)
+res["terminated"] = outcome(long)
+res["none"] = revoke({"mystamp": "nothing"}, terminate=True)
+print(json.dumps(res))
+`, brokerURL(), backendURL(), q, node), nil)
+	var got map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	reply := func(s string) []any { return []any{map[string]any{node: map[string]any{"ok": s}}} }
+	for k, want := range map[string]any{
+		"flag":       reply("headers {'mystamp': 'v1'} flagged as revoked, but not terminated"),
+		"revoked":    []any{"revoked", "REVOKED"},
+		"other":      []any{3.0, "SUCCESS"},
+		"list_form":  reply("headers {'mystamp': 'v3'} flagged as revoked, but not terminated"),
+		"revoked_v3": []any{"revoked", "REVOKED"},
+		"terminate":  reply("headers defaultdict(<class 'set'>, {'mystamp': {'long'}}) revoked"),
+		"terminated": []any{"terminated", "REVOKED"},
+		"none":       reply("headers {'mystamp': 'nothing'} were not terminated"),
+	} {
+		if !reflect.DeepEqual(got[k], want) {
+			t.Errorf("%s: got %v, want %v", k, got[k], want)
+		}
+	}
+	gw.waitFor("(revoked by header: {'mystamp': 'v1'})", 5*time.Second)
+}

@@ -3,6 +3,7 @@ package control
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"runtime"
@@ -41,36 +42,37 @@ var commands = map[string]handler{}
 
 func init() {
 	for name, h := range map[string]handler{
-		"ping":            cmdPing,
-		"stats":           cmdStats,
-		"registered":      cmdRegistered,
-		"active":          cmdActive,
-		"reserved":        cmdReserved,
-		"scheduled":       cmdScheduled,
-		"revoked":         cmdRevoked,
-		"revoke":          cmdRevoke,
-		"terminate":       cmdTerminate,
-		"rate_limit":      cmdRateLimit,
-		"time_limit":      cmdTimeLimit,
-		"enable_events":   cmdEnableEvents,
-		"disable_events":  cmdDisableEvents,
-		"heartbeat":       cmdHeartbeat,
-		"shutdown":        cmdShutdown,
-		"active_queues":   cmdActiveQueues,
-		"conf":            cmdConf,
-		"query_task":      cmdQueryTask,
-		"clock":           cmdClock,
-		"hello":           cmdHello,
-		"election":        cmdElection,
-		"report":          cmdReport,
-		"memsample":       cmdMemsample,
-		"memdump":         cmdMemdump,
-		"add_consumer":    cmdAddConsumer,
-		"cancel_consumer": cmdCancelConsumer,
-		"pool_grow":       cmdPoolGrow,
-		"pool_shrink":     cmdPoolShrink,
-		"pool_restart":    cmdPoolRestart,
-		"autoscale":       cmdAutoscale,
+		"ping":                      cmdPing,
+		"stats":                     cmdStats,
+		"registered":                cmdRegistered,
+		"active":                    cmdActive,
+		"reserved":                  cmdReserved,
+		"scheduled":                 cmdScheduled,
+		"revoked":                   cmdRevoked,
+		"revoke":                    cmdRevoke,
+		"revoke_by_stamped_headers": cmdRevokeByStampedHeaders,
+		"terminate":                 cmdTerminate,
+		"rate_limit":                cmdRateLimit,
+		"time_limit":                cmdTimeLimit,
+		"enable_events":             cmdEnableEvents,
+		"disable_events":            cmdDisableEvents,
+		"heartbeat":                 cmdHeartbeat,
+		"shutdown":                  cmdShutdown,
+		"active_queues":             cmdActiveQueues,
+		"conf":                      cmdConf,
+		"query_task":                cmdQueryTask,
+		"clock":                     cmdClock,
+		"hello":                     cmdHello,
+		"election":                  cmdElection,
+		"report":                    cmdReport,
+		"memsample":                 cmdMemsample,
+		"memdump":                   cmdMemdump,
+		"add_consumer":              cmdAddConsumer,
+		"cancel_consumer":           cmdCancelConsumer,
+		"pool_grow":                 cmdPoolGrow,
+		"pool_shrink":               cmdPoolShrink,
+		"pool_restart":              cmdPoolRestart,
+		"autoscale":                 cmdAutoscale,
 	} {
 		commands[name] = h
 	}
@@ -356,6 +358,70 @@ func cmdRevoke(n *Node, args map[string]any) (any, error) {
 	idstr := strings.Join(ids, ", ")
 	n.log.Info("Tasks flagged as revoked: " + idstr)
 	return ok("tasks " + idstr + " flagged as revoked"), nil
+}
+
+// cmdRevokeByStampedHeaders is Celery 5.3+'s revoke_by_stamped_headers,
+// with its replies: headers is a dict (stamp name → value or list of
+// values) or a list of "name=value" strings.
+func cmdRevokeByStampedHeaders(n *Node, args map[string]any) (any, error) {
+	sr, isSR := n.w.(StampRevoker)
+	if !isSR {
+		return nil, &pyError{"KeyError", "revoke_by_stamped_headers"}
+	}
+	given := map[string]any{}
+	switch h := args["headers"].(type) {
+	case map[string]any:
+		given = h
+	case []any:
+		for _, e := range h {
+			s, isStr := e.(string)
+			k, v, found := strings.Cut(s, "=")
+			if !isStr || !found {
+				return nil, &pyError{"IndexError", "list index out of range"}
+			}
+			given[k] = v
+		}
+	case string:
+		k, v, found := strings.Cut(h, "=")
+		if !found {
+			return nil, &pyError{"IndexError", "list index out of range"}
+		}
+		given[k] = v
+	default:
+		return nil, &pyError{"TypeError", "revoke_by_stamped_headers() missing 1 required positional argument: 'headers'"}
+	}
+	headers := make(map[string][]any, len(given))
+	for k, v := range given {
+		if l, isList := v.([]any); isList {
+			headers[k] = l
+		} else {
+			headers[k] = []any{v}
+		}
+	}
+	terminate := argBool(args, "terminate")
+	sig, _ := argString(args, "signal")
+	if terminate && sig == "" {
+		sig = "SIGTERM"
+	}
+	terminated := sr.RevokeByStampedHeaders(headers, terminate, sig)
+	shown := protocolv2.PyRepr(given)
+	switch {
+	case !terminate:
+		return ok("headers " + shown + " flagged as revoked, but not terminated"), nil
+	case len(terminated) == 0:
+		return ok("headers " + shown + " were not terminated"), nil
+	}
+	// Celery formats its defaultdict(set) of what it terminated.
+	names := slices.Sorted(maps.Keys(terminated))
+	parts := make([]string, 0, len(names))
+	for _, k := range names {
+		vals := make([]string, 0, len(terminated[k]))
+		for _, v := range terminated[k] {
+			vals = append(vals, protocolv2.PyRepr(v))
+		}
+		parts = append(parts, protocolv2.PyRepr(k)+": {"+strings.Join(vals, ", ")+"}")
+	}
+	return ok("headers defaultdict(<class 'set'>, {" + strings.Join(parts, ", ") + "}) revoked"), nil
 }
 
 func dedupe(ids []string) []string {

@@ -59,6 +59,14 @@ type TimeLimiter interface {
 	SetTimeLimit(task string, soft, hard *float64) error
 }
 
+// StampRevoker is optionally implemented by a Worker to support Celery
+// 5.3+'s revoke_by_stamped_headers: headers maps a stamp name to the
+// revoked values; with terminate it returns the values of the running
+// tasks it terminated, by stamp name.
+type StampRevoker interface {
+	RevokeByStampedHeaders(headers map[string][]any, terminate bool, signal string) map[string][]any
+}
+
 // QueueController is optionally implemented by a Worker to support the
 // add_consumer and cancel_consumer commands.
 type QueueController interface {
