@@ -2,6 +2,7 @@ package redistransport
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,7 +55,9 @@ func globEscape(s string) string { return globEscaper.Replace(s) }
 // the exchange's channel pattern. Payloads are kombu JSON envelopes;
 // undecodable ones are logged and skipped. go-redis resubscribes after a
 // reconnect. Close UNSUBSCRIBEs and removes the binding (the queue is
-// auto-delete in Celery).
+// auto-delete in Celery). A direct exchange (a pidbox reply queue) is
+// consumed like kombu's no-ack consumer of a list: the binding, then
+// BRPOP on the queue's lists; Close removes the binding and the lists.
 func (t *Transport) Subscribe(ctx context.Context, b transports.Broadcast) (transports.Subscription, error) {
 	if t.isClosed() {
 		return nil, transports.ErrClosed
@@ -64,6 +67,9 @@ func (t *Transport) Subscribe(ctx context.Context, b transports.Broadcast) (tran
 		typ = "fanout"
 	}
 	t.setExchangeType(b.Exchange.Name, typ)
+	if typ == "direct" {
+		return t.subscribeDirect(ctx, b)
+	}
 	member := t.ks.bindingMember(b.BindingKey, "", b.Queue)
 	bkey := t.ks.bindingKey(b.Exchange.Name)
 	if b.Queue != "" {
@@ -143,6 +149,103 @@ func (s *subscription) Close() error {
 				err = e
 			}
 		}
+	})
+	return err
+}
+
+// subscribeDirect consumes b.Queue, bound to a direct exchange, with
+// BRPOP and no ack (kombu's no_ack consume, as Celery's Mailbox reads its
+// replies).
+func (t *Transport) subscribeDirect(ctx context.Context, b transports.Broadcast) (transports.Subscription, error) {
+	if b.Queue == "" {
+		return nil, errors.New("redistransport: a direct subscription needs a queue")
+	}
+	rk := b.BindingKey
+	if rk == "" {
+		rk = b.Queue
+	}
+	bkey := t.ks.bindingKey(b.Exchange.Name)
+	member := t.ks.bindingMember(rk, "", b.Queue)
+	if err := t.client.SAdd(ctx, bkey, member).Err(); err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(t.ks.stepSuffix))
+	for _, suffix := range t.ks.stepSuffix {
+		keys = append(keys, t.ks.prefix+b.Queue+suffix)
+	}
+	s := &directSub{t: t, keys: keys, bkey: bkey, member: member,
+		out: make(chan *kombu.Message, 64), done: make(chan struct{})}
+	s.wg.Add(1)
+	go s.run()
+	return s, nil
+}
+
+type directSub struct {
+	t      *Transport
+	keys   []string
+	bkey   string
+	member string
+	out    chan *kombu.Message
+	done   chan struct{}
+	once   sync.Once
+	wg     sync.WaitGroup
+}
+
+func (s *directSub) Messages() <-chan *kombu.Message { return s.out }
+
+func (s *directSub) run() {
+	defer s.wg.Done()
+	defer close(s.out)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-s.done
+		cancel()
+	}()
+	for ctx.Err() == nil {
+		r, err := s.t.client.BRPop(ctx, time.Second, s.keys...).Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.t.log.Warn("Cannot read the reply queue, retrying", "queue", s.keys[0], "error", err)
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		m, err := kombu.DecodeEnvelopeString(r[1])
+		if err != nil {
+			s.t.log.Warn("Cannot decode a message on a reply queue", "queue", r[0], "error", err)
+			continue
+		}
+		select {
+		case s.out <- m:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (s *directSub) Close() error {
+	var err error
+	s.once.Do(func() {
+		close(s.done)
+		s.wg.Wait()
+		if s.t.isClosed() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		pipe := s.t.client.TxPipeline()
+		pipe.SRem(ctx, s.bkey, s.member)
+		pipe.Del(ctx, s.keys...)
+		_, err = pipe.Exec(ctx)
 	})
 	return err
 }

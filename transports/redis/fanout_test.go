@@ -125,3 +125,46 @@ func TestFanoutUndecodable(t *testing.T) {
 		t.Errorf("body = %q", got.Body)
 	}
 }
+
+// A subscription to a direct exchange (a pidbox reply queue) is kombu's
+// no-ack list consumer: the binding routes a publish with its routing key
+// to the queue's list, the message is read without an unacked record,
+// and Close removes the binding and the list.
+func TestDirectSubscribe(t *testing.T) {
+	tr := newTestTransport(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ex := transports.Exchange{Name: "reply.celery.pidbox", Type: "direct"}
+	sub, err := tr.Subscribe(ctx, transports.Broadcast{Exchange: ex, BindingKey: "oid1", Queue: "oid1.reply.celery.pidbox"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bkey := tr.opts.GlobalKeyprefix + "_kombu.binding.reply.celery.pidbox"
+	if members, _ := tr.client.SMembers(ctx, bkey).Result(); len(members) != 1 || members[0] != "oid1\x06\x16\x06\x16oid1.reply.celery.pidbox" {
+		t.Fatalf("binding members = %q", members)
+	}
+	m := &kombu.Message{Body: []byte(`{"n@h": {"ok": "pong"}}`), ContentType: "application/json", ContentEncoding: "utf-8",
+		Headers: map[string]any{"ticket": "t1"}}
+	if err := tr.Publish(ctx, "reply.celery.pidbox", "other", m); err != nil { // not ours
+		t.Fatal(err)
+	}
+	if err := tr.Publish(ctx, "reply.celery.pidbox", "oid1", m); err != nil {
+		t.Fatal(err)
+	}
+	got := recvMessage(t, sub, 5*time.Second)
+	if got.Headers["ticket"] != "t1" || string(got.Body) != `{"n@h": {"ok": "pong"}}` {
+		t.Errorf("received %v %q", got.Headers, got.Body)
+	}
+	if n, _ := tr.client.HLen(ctx, tr.opts.GlobalKeyprefix+"unacked").Result(); n != 0 {
+		t.Errorf("unacked holds %d records; a no-ack read keeps none", n)
+	}
+	if err := sub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := tr.client.Exists(ctx, bkey, tr.opts.GlobalKeyprefix+"oid1.reply.celery.pidbox").Result(); n != 0 {
+		t.Errorf("%d of the binding and the queue remain after Close", n)
+	}
+	if _, ok := <-sub.Messages(); ok {
+		t.Error("messages channel still open after Close")
+	}
+}
