@@ -597,7 +597,9 @@ func startWorker(cfg Config, worker, queue string, concurrency int, pydir string
 		if cfg.WorkerBin == "" {
 			return nil, nil, errors.New("no celerity binary")
 		}
-		args := []string{"worker", "-b", cfg.Broker, "-Q", queue, "-l", cfg.LogLevel, "-n", node}
+		// The same start-up steps as the Python worker below.
+		args := []string{"worker", "-b", cfg.Broker, "-Q", queue, "-l", cfg.LogLevel, "-n", node,
+			"--without-gossip", "--without-mingle", "--without-heartbeat"}
 		if cfg.Backend != "" {
 			args = append(args, "--result-backend", cfg.Backend)
 		}
