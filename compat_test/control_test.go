@@ -197,3 +197,92 @@ print(json.dumps(res))
 	}
 	gw.waitFor("(revoked by header: {'mystamp': 'v1'})", 5*time.Second)
 }
+
+// A Go worker that starts after a revoke learns it from the running
+// workers (Celery's mingle: hello with the revoked ids) and does not run
+// the task; with --without-mingle it does not ask.
+func TestMingleSyncsRevokedAtStart(t *testing.T) {
+	type variant struct {
+		semBroker
+		pythonFirst bool // the worker that knows the revoke is Python's
+	}
+	variants := []variant{{semBroker: semBrokers()[0], pythonFirst: true}}
+	for _, b := range semBrokers() {
+		variants = append(variants, variant{semBroker: b})
+	}
+	for _, v := range variants {
+		b := v.semBroker
+		name := b.name
+		if v.pythonFirst {
+			name += "-python-first"
+		}
+		t.Run(name, func(t *testing.T) {
+			rc := requireRedis(t)
+			qa, qb := uniq(t, "qa"), uniq(t, "qb")
+			if b.name == "amqp" {
+				requireAMQP(t)
+				t.Cleanup(func() { deleteAMQPQueue(qa); deleteAMQPQueue(qb) })
+			} else {
+				cleanupQueue(t, rc, qa, qb)
+			}
+			nodeA, nodeB, nodeC := uniq(t, "a")+"@compat", uniq(t, "b")+"@compat", uniq(t, "c")+"@compat"
+			if v.pythonFirst {
+				startPyWorker(t, map[string]string{"COMPAT_BROKER": b.url, "COMPAT_BACKEND": backendURL()}, "-Q", qa, "-n", nodeA)
+			} else {
+				startGoWorker(t, "-b", b.url, "--result-backend", backendURL(), "-Q", qa, "-n", nodeA)
+			}
+			revoked := uniq(t, "task")
+			py := func(body string) map[string]any {
+				t.Helper()
+				out := runPy(t, fmt.Sprintf(`
+import json, time
+from celery import Celery
+from celery.exceptions import TaskRevokedError
+app = Celery("m", broker=%q, backend=%q)
+res = {}
+`, b.url, backendURL())+body+"\nprint(json.dumps(res))\n", nil)
+				var got map[string]any
+				if err := json.Unmarshal([]byte(out), &got); err != nil {
+					t.Fatalf("%v: %s", err, out)
+				}
+				return got
+			}
+			got := py(fmt.Sprintf(`
+app.control.revoke(%[1]q)
+insp = app.control.inspect(destination=[%[2]q], timeout=3)
+deadline = time.time() + 5
+while time.time() < deadline and %[1]q not in (insp.revoked() or {}).get(%[2]q, []):
+    time.sleep(0.1)
+res["a"] = %[1]q in (insp.revoked() or {}).get(%[2]q, [])
+`, revoked, nodeA))
+			if got["a"] != true {
+				t.Fatalf("the running worker did not take the revoke: %v", got)
+			}
+			wb := startGoWorker(t, "-b", b.url, "--result-backend", backendURL(), "-Q", qb, "-n", nodeB)
+			wc := startGoWorker(t, "-b", b.url, "--result-backend", backendURL(), "-Q", qb, "-n", nodeC, "--without-mingle")
+			got = py(fmt.Sprintf(`
+rv = app.control.inspect(destination=[%[2]q, %[3]q], timeout=3).revoked() or {}
+res["b"] = %[1]q in rv.get(%[2]q, [])
+res["c"] = %[1]q in rv.get(%[3]q, [])
+`, revoked, nodeB, nodeC))
+			if got["b"] != true || got["c"] != false {
+				t.Errorf("the revoked id is known by the mingling worker: %v, by the one started --without-mingle: %v", got["b"], got["c"])
+			}
+			wb.waitFor("mingle: sync complete", 5*time.Second)
+			if wc.count("mingle:") != 0 {
+				t.Error("the worker started --without-mingle mingled")
+			}
+			wc.stop(20 * time.Second)
+			got = py(fmt.Sprintf(`
+r = app.send_task("tasks.add", args=(1, 2), task_id=%q, queue=%q)
+try:
+    res["task"] = [r.get(timeout=15), r.state]
+except TaskRevokedError as e:
+    res["task"] = [str(e), r.state]
+`, revoked, qb))
+			if !reflect.DeepEqual(got["task"], []any{"revoked", "REVOKED"}) {
+				t.Errorf("the revoked task on the worker that mingled: %v", got["task"])
+			}
+		})
+	}
+}

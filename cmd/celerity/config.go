@@ -51,6 +51,7 @@ type settings struct {
 	TaskEvents       bool              // worker_send_task_events (-E)
 	WithoutHeartbeat bool              // --without-heartbeat: no worker events
 	WithoutControl   bool              // --without-control: no pidbox node
+	WithoutMingle    bool              // --without-mingle: no start-up sync of revoked ids
 	MetricsAddr      string            // --metrics-addr: Prometheus /metrics
 	Routes           map[string]string // task_routes: name or glob → queue
 	ControlExchange  string            // control_exchange

@@ -89,7 +89,7 @@ func parseWorkerFlags(args []string, getenv func(string) string, stderr io.Write
 	fs.IntVar(&prefetch, "prefetch-multiplier", -1, "worker_prefetch_multiplier (default 4)")
 	var autoscale string
 	str(&autoscale, []string{"autoscale"}, "max,min: run min executors (default 0), up to max while tasks wait; replaces -c")
-	var taskEvents, withoutHeartbeat, withoutControl, ignored bool
+	var taskEvents, withoutHeartbeat, withoutControl, withoutMingle, ignored bool
 	var metricsAddr, pool string
 	for _, n := range []string{"E", "task-events"} {
 		fs.BoolVar(&taskEvents, n, false, "send task events for monitors such as Flower (worker_send_task_events)")
@@ -97,7 +97,7 @@ func parseWorkerFlags(args []string, getenv func(string) string, stderr io.Write
 	fs.BoolVar(&withoutHeartbeat, "without-heartbeat", false, "send no worker events (online, heartbeat, offline)")
 	fs.BoolVar(&withoutControl, "without-control", false, "do not answer remote control (celery inspect/control)")
 	fs.BoolVar(&ignored, "without-gossip", false, "accepted for compatibility (the Go worker does not gossip)")
-	fs.BoolVar(&ignored, "without-mingle", false, "accepted for compatibility (the Go worker does not mingle)")
+	fs.BoolVar(&withoutMingle, "without-mingle", false, "do not sync revoked tasks with the other workers at start (mingle)")
 	str(&pool, []string{"P", "pool"}, "accepted for compatibility: tasks always run in goroutines")
 	str(&metricsAddr, []string{"metrics-addr"}, "serve Prometheus metrics on this address, e.g. :9808")
 	var timeLimit, softTimeLimit float64
@@ -152,6 +152,7 @@ func parseWorkerFlags(args []string, getenv func(string) string, stderr io.Write
 	}
 	s.WithoutHeartbeat = s.WithoutHeartbeat || withoutHeartbeat
 	s.WithoutControl = s.WithoutControl || withoutControl
+	s.WithoutMingle = s.WithoutMingle || withoutMingle
 	if metricsAddr != "" {
 		s.MetricsAddr = metricsAddr
 	}

@@ -107,6 +107,13 @@ func (m *monitoring) start(w *celerity.Worker) (stop func(), err error) {
 			opts.Events = m.events
 		}
 		node := control.New(m.tr, w.Hostname(), w, opts)
+		if !m.s.WithoutMingle {
+			// Before consuming tasks, as Celery's mingle step: a task
+			// revoked while this worker was down must not run here.
+			if _, err := node.Mingle(ctx, control.MingleTimeout); err != nil {
+				m.log.Warn("mingle failed", "error", err)
+			}
+		}
 		run("remote control", node.Run)
 	}
 	return func() {
