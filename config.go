@@ -206,6 +206,20 @@ func WorkerDirectQueue(hostname string) transports.Queue {
 		RoutingKey: hostname, Durable: true}
 }
 
+// maxBrokerPrefetch is the largest AMQP basic.qos prefetch_count (a
+// short).
+const maxBrokerPrefetch = 1<<16 - 1
+
+// brokerPrefetch is the prefetch count the broker is given for a window
+// of n: 0 (no limit) when prefetch is unlimited, as Celery sets it, and
+// at most what basic.qos can carry (a larger window would wrap around).
+func (c *Config) brokerPrefetch(n int) int {
+	if c.PrefetchMultiplier < 0 {
+		return 0
+	}
+	return min(n, maxBrokerPrefetch)
+}
+
 // prefetch is the number of messages reserved ahead of execution.
 func (c *Config) prefetch() int {
 	if c.PrefetchMultiplier < 0 {

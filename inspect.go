@@ -302,6 +302,7 @@ func (w *Worker) Stats() Stats {
 		s.Concurrency, s.Prefetch = p.poolSize()
 		s.Autoscaler = p.autoscaleInfo()
 	}
+	s.Prefetch = w.cfg.brokerPrefetch(s.Prefetch) // Celery: 0 when unlimited
 	return s
 }
 

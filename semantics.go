@@ -105,7 +105,7 @@ func (p *pipeline) heldLoop() {
 			if p.w.cfg.PrefetchMultiplier < 0 {
 				continue // unlimited prefetch: nothing to raise
 			}
-			want := int(p.prefetchBase.Load() + max(p.held.Load(), 0))
+			want := p.w.cfg.brokerPrefetch(int(p.prefetchBase.Load() + max(p.held.Load(), 0)))
 			if want == applied {
 				continue
 			}

@@ -166,7 +166,7 @@ func (w *Worker) Run(fetchCtx, workCtx context.Context) error {
 	if err := w.tr.Declare(fetchCtx, w.cfg.declarations()...); err != nil {
 		return fmt.Errorf("celerity: declare queues: %w", err)
 	}
-	cons, err := w.tr.Consume(fetchCtx, w.cfg.Queues, w.cfg.prefetch())
+	cons, err := w.tr.Consume(fetchCtx, w.cfg.Queues, w.cfg.brokerPrefetch(w.cfg.prefetch()))
 	if err != nil {
 		return fmt.Errorf("celerity: consume: %w", err)
 	}
