@@ -121,28 +121,37 @@ func deleteAMQPQueue(q string) {
 
 // A Go worker started with --autoscale 3,1 grows to 3 executors while
 // tasks wait, refuses pool_grow as Celery does, and takes new bounds from
-// celery control autoscale.
-func TestRedisAutoscale(t *testing.T) {
-	rc := requireRedis(t)
-	q := uniq(t, "q")
-	cleanupQueue(t, rc, q)
-	node := uniq(t, "autoscale") + "@compat"
-	startGoWorker(t, "-b", brokerURL(), "--result-backend", backendURL(), "-Q", q, "-n", node, "--autoscale", "3,1")
-	got := runPoolScript(t, brokerURL(), q, node, `
+// celery control autoscale (on RabbitMQ the prefetch count follows).
+func TestAutoscale(t *testing.T) {
+	for _, b := range semBrokers() {
+		t.Run(b.name, func(t *testing.T) {
+			rc := requireRedis(t)
+			q := uniq(t, "q")
+			if b.name == "amqp" {
+				requireAMQP(t)
+				t.Cleanup(func() { deleteAMQPQueue(q) })
+			} else {
+				cleanupQueue(t, rc, q)
+			}
+			node := uniq(t, "autoscale") + "@compat"
+			startGoWorker(t, "-b", b.url, "--result-backend", backendURL(), "-Q", q, "-n", node, "--autoscale", "3,1")
+			got := runPoolScript(t, b.url, q, node, `
 stats("before")
 ctl("grow", "pool_grow", n=1)
 run_at_once("run", 5, 1.5)
 ctl("autoscale", "autoscale", max=6, min=2)
 stats("after")
 `)
-	checkGot(t, got, "before", map[string]any{"max-concurrency": 1.0, "prefetch_count": 12.0,
-		"autoscaler": map[string]any{"max": 3.0, "min": 1.0, "current": 1.0, "qty": 0.0}})
-	checkGot(t, got, "grow", nodeReply(node, map[string]any{"error": "pool_grow is not supported with autoscale. Adjust autoscale range instead."}))
-	checkGot(t, got, "run", []any{3.0, []any{1.5, 1.5, 1.5, 1.5, 1.5}})
-	checkGot(t, got, "autoscale", nodeReply(node, map[string]any{"ok": "autoscale now max=6 min=2"}))
-	// The pool grew to 3 for the run and has not shrunk (keepalive 30 s).
-	checkGot(t, got, "after", map[string]any{"max-concurrency": 3.0, "prefetch_count": 24.0,
-		"autoscaler": map[string]any{"max": 6.0, "min": 2.0, "current": 3.0, "qty": 0.0}})
+			checkGot(t, got, "before", map[string]any{"max-concurrency": 1.0, "prefetch_count": 12.0,
+				"autoscaler": map[string]any{"max": 3.0, "min": 1.0, "current": 1.0, "qty": 0.0}})
+			checkGot(t, got, "grow", nodeReply(node, map[string]any{"error": "pool_grow is not supported with autoscale. Adjust autoscale range instead."}))
+			checkGot(t, got, "run", []any{3.0, []any{1.5, 1.5, 1.5, 1.5, 1.5}})
+			checkGot(t, got, "autoscale", nodeReply(node, map[string]any{"ok": "autoscale now max=6 min=2"}))
+			// The pool grew to 3 for the run and has not shrunk (keepalive 30 s).
+			checkGot(t, got, "after", map[string]any{"max-concurrency": 3.0, "prefetch_count": 24.0,
+				"autoscaler": map[string]any{"max": 6.0, "min": 2.0, "current": 3.0, "qty": 0.0}})
+		})
+	}
 }
 
 // celery inspect reserved lists the tasks a busy Go worker holds for its
