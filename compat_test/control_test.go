@@ -217,14 +217,8 @@ func TestMingleSyncsRevokedAtStart(t *testing.T) {
 			name += "-python-first"
 		}
 		t.Run(name, func(t *testing.T) {
-			rc := requireRedis(t)
 			qa, qb := uniq(t, "qa"), uniq(t, "qb")
-			if b.name == "amqp" {
-				requireAMQP(t)
-				t.Cleanup(func() { deleteAMQPQueue(qa); deleteAMQPQueue(qb) })
-			} else {
-				cleanupQueue(t, rc, qa, qb)
-			}
+			useQueues(t, b, qa, qb)
 			nodeA, nodeB, nodeC := uniq(t, "a")+"@compat", uniq(t, "b")+"@compat", uniq(t, "c")+"@compat"
 			if v.pythonFirst {
 				startPyWorker(t, map[string]string{"COMPAT_BROKER": b.url, "COMPAT_BACKEND": backendURL()}, "-Q", qa, "-n", nodeA)

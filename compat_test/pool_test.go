@@ -63,14 +63,8 @@ func checkGot(t *testing.T, got map[string]any, key string, want any) {
 func TestPoolGrowShrink(t *testing.T) {
 	for _, b := range semBrokers() {
 		t.Run(b.name, func(t *testing.T) {
-			rc := requireRedis(t)
 			q := uniq(t, "q")
-			if b.name == "amqp" {
-				requireAMQP(t)
-				t.Cleanup(func() { deleteAMQPQueue(q) })
-			} else {
-				cleanupQueue(t, rc, q)
-			}
+			useQueues(t, b, q)
 			node := uniq(t, "pool") + "@compat"
 			startGoWorker(t, "-b", b.url, "--result-backend", backendURL(), "-Q", q, "-n", node, "-c", "1",
 				// One unacknowledged message per executor, acked when the
@@ -105,6 +99,24 @@ ctl("autoscale", "autoscale", max=4, min=1)
 	}
 }
 
+// useQueues checks that broker b and the Redis result backend answer and
+// removes the test's queues at cleanup (on RabbitMQ with their
+// exchanges of the same name).
+func useQueues(t *testing.T, b semBroker, queues ...string) {
+	t.Helper()
+	rc := requireRedis(t)
+	if b.name != "amqp" {
+		cleanupQueue(t, rc, queues...)
+		return
+	}
+	requireAMQP(t)
+	t.Cleanup(func() {
+		for _, q := range queues {
+			deleteAMQPQueue(q)
+		}
+	})
+}
+
 // deleteAMQPQueue removes a test's queue and its exchange.
 func deleteAMQPQueue(q string) {
 	conn, err := amqp.Dial(amqpURL())
@@ -125,14 +137,8 @@ func deleteAMQPQueue(q string) {
 func TestAutoscale(t *testing.T) {
 	for _, b := range semBrokers() {
 		t.Run(b.name, func(t *testing.T) {
-			rc := requireRedis(t)
 			q := uniq(t, "q")
-			if b.name == "amqp" {
-				requireAMQP(t)
-				t.Cleanup(func() { deleteAMQPQueue(q) })
-			} else {
-				cleanupQueue(t, rc, q)
-			}
+			useQueues(t, b, q)
 			node := uniq(t, "autoscale") + "@compat"
 			startGoWorker(t, "-b", b.url, "--result-backend", backendURL(), "-Q", q, "-n", node, "--autoscale", "3,1")
 			got := runPoolScript(t, b.url, q, node, `
@@ -185,14 +191,8 @@ res["results"] = [r.get(timeout=15) for r in [first] + waiting]
 func TestAddCancelConsumer(t *testing.T) {
 	for _, b := range semBrokers() {
 		t.Run(b.name, func(t *testing.T) {
-			rc := requireRedis(t)
 			q1, q2 := uniq(t, "q1"), uniq(t, "q2")
-			if b.name == "amqp" {
-				requireAMQP(t)
-				t.Cleanup(func() { deleteAMQPQueue(q1); deleteAMQPQueue(q2) })
-			} else {
-				cleanupQueue(t, rc, q1, q2)
-			}
+			useQueues(t, b, q1, q2)
 			node := uniq(t, "queues") + "@compat"
 			gw := startGoWorker(t, "-b", b.url, "--result-backend", backendURL(), "-Q", q1, "-n", node, "-c", "2")
 			got := runPoolScript(t, b.url, q1, node, fmt.Sprintf(`
@@ -237,15 +237,9 @@ res["final"] = queues()
 func TestWorkerDirect(t *testing.T) {
 	for _, b := range semBrokers() {
 		t.Run(b.name, func(t *testing.T) {
-			rc := requireRedis(t)
 			q := uniq(t, "q")
 			node := uniq(t, "direct") + "@compat"
-			if b.name == "amqp" {
-				requireAMQP(t)
-				t.Cleanup(func() { deleteAMQPQueue(q); deleteAMQPQueue(node + ".dq2") })
-			} else {
-				cleanupQueue(t, rc, q, node+".dq2")
-			}
+			useQueues(t, b, q, node+".dq2")
 			startGoWorker(t, "-b", b.url, "--result-backend", backendURL(), "-Q", q, "-n", node,
 				"--config", workerConfigFile(t, "worker_direct: true\n"))
 			got := runPoolScript(t, b.url, q, node, `
