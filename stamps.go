@@ -1,7 +1,7 @@
 package celerity
 
 import (
-	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -58,35 +58,9 @@ func (s *revokedStamps) match(t *protocolv2.Task) (header string, value any, ok 
 	return "", nil, false
 }
 
-// containsValue is Python's `v in values` for the JSON values stamps hold
-// (an integer equals the same float, as in Python).
+// containsValue is Python's `v in values` for the values stamps hold.
 func containsValue(values []any, v any) bool {
-	for _, x := range values {
-		if pyEqual(x, v) {
-			return true
-		}
-	}
-	return false
-}
-
-func pyEqual(a, b any) bool {
-	if fa, ok := number(a); ok {
-		fb, ok := number(b)
-		return ok && fa == fb
-	}
-	return reflect.DeepEqual(a, b)
-}
-
-func number(v any) (float64, bool) {
-	switch n := v.(type) {
-	case int64:
-		return float64(n), true
-	case float64:
-		return n, true
-	case int:
-		return float64(n), true
-	}
-	return 0, false
+	return slices.ContainsFunc(values, func(x any) bool { return protocolv2.PyEqual(x, v) })
 }
 
 // RevokeByStampedHeaders is Celery 5.3+'s revoke_by_stamped_headers:

@@ -3,6 +3,7 @@ package protocolv2
 import (
 	"math"
 	"math/big"
+	"reflect"
 )
 
 // asString accepts a string (or []byte, as some AMQP tables carry text).
@@ -79,6 +80,17 @@ func asFloat(v any) (float64, bool) {
 		return float64(i), true
 	}
 	return 0, false
+}
+
+// PyEqual reports whether two decoded values compare equal as Python
+// compares them: numbers by value, whatever their decoded type (1 ==
+// 1.0), anything else by deep equality.
+func PyEqual(a, b any) bool {
+	if fa, ok := asFloat(a); ok {
+		fb, ok := asFloat(b)
+		return ok && fa == fb
+	}
+	return reflect.DeepEqual(a, b)
 }
 
 // intFits reports whether i fits a Go int.
