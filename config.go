@@ -235,14 +235,18 @@ func (c *Config) prefetch() int {
 func (c *Config) declarations() []transports.Queue {
 	out := make([]transports.Queue, 0, len(c.Queues))
 	for _, name := range c.Queues {
-		q := transports.Queue{Name: name, Exchange: name, ExchangeType: "direct", RoutingKey: name, Durable: true}
-		for _, d := range c.Declare {
-			if d.Name == name {
-				q = d
-				break
-			}
-		}
+		q, _ := c.declaration(name)
 		out = append(out, q)
 	}
 	return out
+}
+
+// declaration returns queue name as Config.Declare describes it
+// (configured true), or as Celery creates a queue on demand: a durable
+// direct exchange named after the queue, bound with the queue's name.
+func (c *Config) declaration(name string) (q transports.Queue, configured bool) {
+	if i := slices.IndexFunc(c.Declare, func(d transports.Queue) bool { return d.Name == name }); i >= 0 {
+		return c.Declare[i], true
+	}
+	return transports.Queue{Name: name, Exchange: name, ExchangeType: "direct", RoutingKey: name, Durable: true}, false
 }

@@ -32,10 +32,11 @@ func (w *Worker) AddConsumer(q transports.Queue) error {
 	if err != nil {
 		return err
 	}
-	decl := transports.Queue{Name: q.Name, Exchange: cmp.Or(q.Exchange, q.Name),
-		ExchangeType: cmp.Or(q.ExchangeType, "direct"), RoutingKey: cmp.Or(q.RoutingKey, q.Name), Durable: true}
-	if i := slices.IndexFunc(w.cfg.Declare, func(d transports.Queue) bool { return d.Name == q.Name }); i >= 0 {
-		decl = w.cfg.Declare[i]
+	decl, configured := w.cfg.declaration(q.Name)
+	if !configured {
+		decl.Exchange = cmp.Or(q.Exchange, decl.Exchange)
+		decl.ExchangeType = cmp.Or(q.ExchangeType, decl.ExchangeType)
+		decl.RoutingKey = cmp.Or(q.RoutingKey, decl.RoutingKey)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
