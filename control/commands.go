@@ -369,7 +369,11 @@ func cmdRevokeByStampedHeaders(n *Node, args map[string]any) (any, error) {
 		return nil, &pyError{"KeyError", "revoke_by_stamped_headers"}
 	}
 	given := map[string]any{}
-	switch h := args["headers"].(type) {
+	arg := args["headers"]
+	if s, isStr := arg.(string); isStr {
+		arg = []any{s}
+	}
+	switch h := arg.(type) {
 	case map[string]any:
 		given = h
 	case []any:
@@ -381,12 +385,6 @@ func cmdRevokeByStampedHeaders(n *Node, args map[string]any) (any, error) {
 			}
 			given[k] = v
 		}
-	case string:
-		k, v, found := strings.Cut(h, "=")
-		if !found {
-			return nil, &pyError{"IndexError", "list index out of range"}
-		}
-		given[k] = v
 	default:
 		return nil, &pyError{"TypeError", "revoke_by_stamped_headers() missing 1 required positional argument: 'headers'"}
 	}
@@ -634,20 +632,32 @@ func cmdHello(n *Node, args map[string]any) (any, error) {
 		return nil, nil
 	}
 	n.log.Info("sync with " + from)
-	if rv, ok := args["revoked"].(map[string]any); ok && len(rv) > 0 {
-		ids := make([]string, 0, len(rv))
-		for id := range rv {
-			ids = append(ids, id)
-		}
-		sort.Strings(ids)
+	if ids := revokedIDs(args["revoked"]); len(ids) > 0 {
 		n.w.Revoke(ids, false, "")
 	}
+	return map[string]any{"revoked": n.revokedData(), "clock": n.clock.Forward()}, nil
+}
+
+// revokedData is the worker's revoked ids as hello carries them, Celery's
+// LimitedSet data: {id: [timestamp, id]}.
+func (n *Node) revokedData() map[string]any {
 	now := float64(time.Now().UnixNano()) / 1e9
 	revoked := map[string]any{}
 	for _, id := range n.w.Revoked() {
 		revoked[id] = []any{now, id}
 	}
-	return map[string]any{"revoked": revoked, "clock": n.clock.Forward()}, nil
+	return revoked
+}
+
+// revokedIDs returns the ids of a hello's revoked dict, sorted.
+func revokedIDs(v any) []string {
+	rv, _ := v.(map[string]any)
+	ids := make([]string, 0, len(rv))
+	for id := range rv {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
 }
 
 func cmdElection(*Node, map[string]any) (any, error) { return nil, nil }

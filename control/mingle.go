@@ -3,7 +3,7 @@ package control
 import (
 	"context"
 	"fmt"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/celerity-go/celerity/kombu"
@@ -47,13 +47,9 @@ func (n *Node) Mingle(ctx context.Context, wait time.Duration) (int, error) {
 	}
 	ticket := protocolv2.NewID()
 	now := time.Now()
-	revoked := map[string]any{}
-	for _, id := range n.w.Revoked() {
-		revoked[id] = []any{float64(now.UnixNano()) / 1e9, id}
-	}
 	body, ct, ce, err := kombu.Marshal(n.opts.Serializer, map[string]any{
 		"method":      "hello",
-		"arguments":   map[string]any{"from_node": n.hostname, "revoked": revoked},
+		"arguments":   map[string]any{"from_node": n.hostname, "revoked": n.revokedData()},
 		"destination": nil, "pattern": nil, "matcher": nil,
 		"ticket":   ticket,
 		"reply_to": map[string]any{"exchange": n.ReplyExchange(), "routing_key": oid},
@@ -84,7 +80,8 @@ func (n *Node) Mingle(ctx context.Context, wait time.Duration) (int, error) {
 				return 0, nil
 			}
 			n.log.Info(fmt.Sprintf("mingle: sync with %d nodes", nodes))
-			sort.Strings(ids)
+			slices.Sort(ids)
+			ids = slices.Compact(ids)
 			if len(ids) > 0 {
 				n.w.Revoke(ids, false, "")
 			}
@@ -109,17 +106,8 @@ func (n *Node) Mingle(ctx context.Context, wait time.Duration) (int, error) {
 					continue
 				}
 				nodes++
-				switch c := hello["clock"].(type) {
-				case int64:
-					n.clock.Adjust(c)
-				case float64:
-					n.clock.Adjust(int64(c))
-				}
-				if rv, isMap := hello["revoked"].(map[string]any); isMap {
-					for id := range rv {
-						ids = append(ids, id)
-					}
-				}
+				n.clock.Adjust(clockValue(hello["clock"]))
+				ids = append(ids, revokedIDs(hello["revoked"])...)
 			}
 		}
 	}

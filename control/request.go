@@ -96,13 +96,20 @@ func DecodeRequest(m *kombu.Message, reg *kombu.Registry) (*Request, error) {
 		rk, _ := rt["routing_key"].(string)
 		r.ReplyTo = &ReplyTo{Exchange: ex, RoutingKey: rk}
 	}
-	switch c := m.Headers["clock"].(type) {
-	case int64:
-		r.Clock = c
-	case float64:
-		r.Clock = int64(c)
-	}
+	r.Clock = clockValue(m.Headers["clock"])
 	return r, nil
+}
+
+// clockValue reads a Lamport clock value (an int, or a float from some
+// serializers); 0 when absent or not a number.
+func clockValue(v any) int64 {
+	switch c := v.(type) {
+	case int64:
+		return c
+	case float64:
+		return int64(c)
+	}
+	return 0
 }
 
 // For reports whether a node named hostname must run r, with kombu's
