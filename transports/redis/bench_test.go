@@ -42,37 +42,56 @@ func BenchmarkPublish(b *testing.B) {
 // worker's path: each pop carries the previous batch's acks); the
 // reported ns/op is per message.
 func BenchmarkFetchAck(b *testing.B) {
-	const batch = 64
 	tr := newTestTransport(b, Options{})
-	ctx := context.Background()
 	m := benchMessage()
 	c, err := tr.ConsumeQueues([]string{"bench_fetch"})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	fill := func(n int) {
+	b.ReportAllocs()
+	b.StopTimer()
+	fillQueue(b, tr, "bench_fetch", b.N, func(int) string {
+		mm := *m
+		mm.Properties.DeliveryTag = newUUID4()
+		mm.Properties.DeliveryInfo = kombu.DeliveryInfo{RoutingKey: "bench_fetch"}
+		mm.Properties.BodyEncoding = "base64"
+		data, _ := kombu.AppendEnvelope(nil, &mm)
+		return string(data)
+	})
+	b.StartTimer()
+	drainFetchAck(b, c, b.N, 64)
+}
+
+// fillQueue LPUSHes n envelopes, envelope(i) for i in [0, n), onto
+// queue's step-0 list in pipelined chunks.
+func fillQueue(b *testing.B, tr *Transport, queue string, n int, envelope func(i int) string) {
+	b.Helper()
+	ctx := context.Background()
+	for start := 0; start < n; start += 1000 {
 		pipe := tr.client.Pipeline()
-		for range n {
-			mm := *m
-			mm.Properties.DeliveryTag = newUUID4()
-			mm.Properties.DeliveryInfo = kombu.DeliveryInfo{RoutingKey: "bench_fetch"}
-			mm.Properties.BodyEncoding = "base64"
-			data, _ := kombu.AppendEnvelope(nil, &mm)
-			pipe.LPush(ctx, tr.QueueKey("bench_fetch", 0), data)
+		for i := start; i < min(start+1000, n); i++ {
+			pipe.LPush(ctx, tr.QueueKey(queue, 0), envelope(i))
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportAllocs()
-	b.StopTimer()
-	fill(b.N)
-	b.StartTimer()
-	for done := 0; done < b.N; {
-		ds, err := c.Fetch(ctx, min(batch, b.N-done))
+}
+
+// drainFetchAck fetches n messages batch at a time, one fetch after
+// another, acknowledging each batch with AckAsync so that the next pop
+// carries its acks (the worker's path under load).
+func drainFetchAck(b *testing.B, c *Consumer, n, batch int) {
+	b.Helper()
+	ctx := context.Background()
+	for done := 0; done < n; {
+		ds, err := c.Fetch(ctx, min(batch, n-done))
 		if err != nil {
 			b.Fatal(err)
+		}
+		if len(ds) == 0 {
+			b.Fatalf("fetched nothing after %d of %d", done, n)
 		}
 		c.AckAsync(ds...)
 		done += len(ds)
@@ -147,7 +166,6 @@ func BenchmarkPopRedisTime(b *testing.B) {
 	for _, batch := range []int{4, 64} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
 			tr := newTestTransport(b, Options{})
-			ctx := context.Background()
 			const queue = "bench_pop"
 			c, err := tr.ConsumeQueues([]string{queue})
 			if err != nil {
@@ -155,35 +173,18 @@ func BenchmarkPopRedisTime(b *testing.B) {
 			}
 			defer c.Close()
 			b.StopTimer()
-			for start := 0; start < b.N; start += 1000 {
-				pipe := tr.client.Pipeline()
-				for i := start; i < min(start+1000, b.N); i++ {
-					pipe.LPush(ctx, tr.QueueKey(queue, 0), celeryAddEnvelope(b, queue, i))
-				}
-				if _, err := pipe.Exec(ctx); err != nil {
-					b.Fatal(err)
-				}
-			}
+			fillQueue(b, tr, queue, b.N, func(i int) string { return celeryAddEnvelope(b, queue, i) })
 			calls0, usec0 := scriptUsec(b, tr.client)
 			b.ReportAllocs()
 			b.StartTimer()
-			for done := 0; done < b.N; {
-				ds, err := c.Fetch(ctx, min(batch, b.N-done))
-				if err != nil {
-					b.Fatal(err)
-				}
-				if len(ds) == 0 {
-					b.Fatalf("fetched nothing after %d of %d", done, b.N)
-				}
-				c.AckAsync(ds...)
-				done += len(ds)
-			}
+			drainFetchAck(b, c, b.N, batch)
 			b.StopTimer()
 			calls, usec := scriptUsec(b, tr.client)
 			calls, usec = calls-calls0, usec-usec0
-			if calls > 0 {
-				b.ReportMetric(float64(usec)/float64(calls), "redis-µs/pop")
+			if calls == 0 {
+				b.Fatal("INFO commandstats counted no pop script call")
 			}
+			b.ReportMetric(float64(usec)/float64(calls), "redis-µs/pop")
 			b.ReportMetric(float64(usec)/float64(b.N), "redis-µs/msg")
 		})
 	}
