@@ -25,34 +25,35 @@ func TestRedisCanvas(t *testing.T) {
 	out := runPy(t, fmt.Sprintf(`
 import json
 from celery import Celery, chain, chord, group, signature
+from resultwait import get
 app = Celery("canvas", broker=%q, backend=%q)
 app.conf.update(task_default_queue=%q)
 s = lambda name, *a, **kw: signature(name, args=a, kwargs=kw, app=app)
 res = {}
-res["chain"] = chain(s("tasks.add", 1, 2), s("tasks.add", 3), s("tasks.mul", 10))().get(timeout=30)
-res["chain_immutable"] = chain(s("tasks.add", 1, 2), s("tasks.mul", 5, 5).set(immutable=True))().get(timeout=30)
+res["chain"] = get(chain(s("tasks.add", 1, 2), s("tasks.add", 3), s("tasks.mul", 10))(), timeout=30)
+res["chain_immutable"] = get(chain(s("tasks.add", 1, 2), s("tasks.mul", 5, 5).set(immutable=True))(), timeout=30)
 cb = s("tasks.mul", 10)
 cb.freeze()
 parent = app.send_task("tasks.add", args=(2, 3), link=cb)
-res["link_parent"] = parent.get(timeout=30)
-res["link"] = app.AsyncResult(cb.id).get(timeout=30)
-res["group"] = group(s("tasks.add", i, i) for i in range(5))().get(timeout=30)
-res["chord"] = chord(s("tasks.add", i, i) for i in range(5))(s("tasks.xsum")).get(timeout=30)
-res["chain_group"] = chain(s("tasks.add", 1, 1), group(s("tasks.add", 10), s("tasks.mul", 2)), s("tasks.xsum"))().get(timeout=30)
+res["link_parent"] = get(parent, timeout=30)
+res["link"] = get(app.AsyncResult(cb.id), timeout=30)
+res["group"] = get(group(s("tasks.add", i, i) for i in range(5))(), timeout=30)
+res["chord"] = get(chord(s("tasks.add", i, i) for i in range(5))(s("tasks.xsum")), timeout=30)
+res["chain_group"] = get(chain(s("tasks.add", 1, 1), group(s("tasks.add", 10), s("tasks.mul", 2)), s("tasks.xsum"))(), timeout=30)
 eb = s("tasks.echo")
 eb.freeze()
 failed = app.send_task("tasks.fail", args=("boom",), link_error=eb)
 try:
-    failed.get(timeout=30)
+    get(failed, timeout=30)
 except ValueError as e:
     res["failed"] = str(e)
-res["errback"] = app.AsyncResult(eb.id).get(timeout=30)
+res["errback"] = get(app.AsyncResult(eb.id), timeout=30)
 res["errback_expected"] = [[failed.id], {}]
 bad = chord([s("tasks.add", 1, 1), s("tasks.fail", "bad")])(s("tasks.xsum"))
 try:
     # Python raises the header's own error when following parents; the
     # body itself carries Celery's ChordError.
-    bad.get(timeout=30, follow_parents=False)
+    get(bad, timeout=30, follow_parents=False)
 except Exception as e:
     res["chord_error"] = [type(e).__name__, str(e).split(" raised ")[-1], bad.state]
 print(json.dumps(res))
